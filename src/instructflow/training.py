@@ -1,0 +1,158 @@
+"""What the training stages share: device set-up, trainer defaults, curves, saving.
+
+Kept in one place so base, sft and safety make the same choices:
+- CUDA with bf16 when there is a GPU; plain fp32 on the CPU, where TRL's
+  defaults (bf16, gradient checkpointing) are wrong.
+- Deterministic: fixed seeds, deterministic kernels, a fixed thread count.
+- Training curves go to dvclive without timestamps (they are DVC-tracked plots).
+- Model folders are Hugging Face folders (safetensors) with a lineage stamp and
+  a model card; nothing pickled (no training_args.bin) goes into them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import lineage
+from .records import write_json
+
+CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
+
+
+def setup_torch(seed: int, threads: int) -> str:
+    """Seed everything, pin the thread count, return the device kind ('cuda' or 'cpu')."""
+    import torch
+    from transformers import set_seed
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(max(1, threads))
+    set_seed(seed, deterministic=True)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_args(device: str) -> dict:
+    """TrainingArguments fields that depend on the device."""
+    import torch
+
+    if device == "cuda":
+        return {"bf16": torch.cuda.is_bf16_supported(), "fp16": False, "use_cpu": False}
+    return {"bf16": False, "fp16": False, "use_cpu": True}
+
+
+def common_args(out_dir: Path, seed: int, device: str) -> dict:
+    """Defaults every trainer shares. Checkpoints live outside the DVC outputs."""
+    return {
+        "output_dir": str(out_dir), "seed": seed, "data_seed": seed,
+        "report_to": "none", "disable_tqdm": True, "logging_steps": 10,
+        "dataloader_num_workers": 0,
+        "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "weight_decay": 0.0,
+        **device_args(device),
+    }
+
+
+def live_callback(live_dir: Path):
+    """A TrainerCallback that writes loss curves with dvclive, step-indexed, no timestamps."""
+    from dvclive import Live
+    from transformers import TrainerCallback
+
+    class LiveCurves(TrainerCallback):
+        def __init__(self):
+            self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logged = False
+            for key in CURVE_KEYS:
+                if logs and key in logs:
+                    self.live.log_metric(key.replace("/", "_"), round(float(logs[key]), 6), timestamp=False)
+                    logged = True
+            if logged:
+                self.live.step = state.global_step
+                self.live.next_step()
+
+        def on_train_end(self, args, state, control, **kw):
+            self.live.end()
+
+    return LiveCurves()
+
+
+def final_metrics(log_history: list[dict]) -> dict:
+    """Deterministic summary of a trainer's log: last train loss, best eval loss, steps."""
+    train = [h["loss"] for h in log_history if "loss" in h]
+    evals = [h["eval_loss"] for h in log_history if "eval_loss" in h]
+    steps = max((h.get("step", 0) for h in log_history), default=0)
+    out = {"steps": steps, "final_train_loss": round(train[-1], 4) if train else None}
+    if evals:
+        out |= {"best_eval_loss": round(min(evals), 4), "final_eval_loss": round(evals[-1], 4)}
+    return out
+
+
+MODEL_CARD = """---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [instructflow, {stage}]
+license: other
+---
+
+# instructflow `{stage}` model
+
+{summary}
+
+## How it was made
+
+- Stage: `{stage}` of the instructflow pipeline (`dvc.yaml`), seed {seed}
+- Code: git commit `{commit}`{dirty}
+- Base: {base}
+
+### Inputs (sha256)
+
+{inputs}
+
+### Parameters
+
+```yaml
+{params}
+```
+
+### Training metrics
+
+```json
+{metrics}
+```
+
+### Libraries
+
+{libraries}
+
+The same facts, machine-readable, are in `lineage.json` next to this card.
+Load it with `AutoModelForCausalLM.from_pretrained("<this folder>")`; no remote code is needed.
+"""
+
+
+def save_model_folder(model, tokenizer, out: Path, stamp: dict, summary: str, base: str, metrics: dict) -> None:
+    """save_pretrained (safetensors) + tokenizer + lineage.json + README.md model card."""
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_json(out / "lineage.json", {**stamp, "metrics": metrics, "base": base})
+    card = MODEL_CARD.format(
+        stage=stamp["stage"], summary=summary, seed=stamp["seed"], commit=stamp["code"]["commit"],
+        dirty=" (uncommitted changes)" if stamp["code"]["dirty"] else "", base=base,
+        inputs="\n".join(f"- `{p}`: `{h}`" for p, h in stamp["inputs"].items()),
+        params=yaml.safe_dump(stamp["params"], sort_keys=True).strip(),
+        metrics=json.dumps(metrics, indent=2, sort_keys=True),
+        libraries=", ".join(f"{k} {v}" for k, v in stamp["libraries"].items()),
+    )
+    (out / "README.md").write_text(card, encoding="utf-8")
+
+
+def load_model_folder(path: Path):
+    """Load a Hugging Face model folder safely (safetensors only, no remote code)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True)
+    return model, tokenizer
