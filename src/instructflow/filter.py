@@ -4,12 +4,13 @@ Reads `params.yaml: filter` (+ seed). Writes:
     data/filtered/sft.jsonl      SFT examples kept for training
     data/filtered/pairs.jsonl    preference pairs kept, plus harmful compliance turned
                                  into pairs (chosen = refusal, rejected = the compliance)
-    data/filtered/eval.jsonl     evaluation prompts (unchanged; the filter guards them)
     data/filtered/removed.jsonl  every removed example with its `filter_reason`
     reports/filter/summary.json  counts by reason (a DVC metric)
 
 Reasons, first match wins: harmful_compliance (converted, not lost), toxic,
-eval_overlap, duplicate. Matching is by whole words, case-insensitive.
+eval_overlap, duplicate. Matching is by whole words, case-insensitive. The
+evaluation prompts (data/formatted/eval.jsonl) are read only to guard them: no
+training example may repeat one.
 """
 
 from __future__ import annotations
@@ -127,7 +128,6 @@ def main(argv=None) -> None:
 
     write_jsonl(out / "sft.jsonl", kept_sft)
     write_jsonl(out / "pairs.jsonl", kept_pairs)
-    write_jsonl(out / "eval.jsonl", evals)
     write_jsonl(out / "removed.jsonl", removed)
     summary = {
         "kept_sft": len(kept_sft), "kept_pairs": len(kept_pairs), "eval": len(evals),

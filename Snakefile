@@ -1,0 +1,197 @@
+# instructflow: the executor of the DAG.
+#
+# DVC judges what is stale (content hashes in dvc.lock); each DVC stage runs one
+# rule here with
+#   snakemake --cores all --nolock --rerun-incomplete --allowed-rules <rule> -- <rule>
+# Snakemake contributes logs, benchmarks, resources (gpu, mem_mb, runtime) and
+# cluster execution through profiles (profiles/). Running Snakemake directly
+# after `dvc pull` needs `snakemake --touch` first: DVC restores files with new
+# modification times.
+from instructflow.config import read_params, validate_params
+
+configfile: "params.yaml"
+
+
+# Validate the file as the stages read it (3e-4 is a float there, not a string).
+validate_params(read_params("params.yaml"))
+
+USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
+STAGE = "python -m instructflow.{} > {{log}} 2>&1"
+
+
+rule all:
+    input:
+        "reports/report.md",
+        "reports/report.html",
+
+
+rule ingest:
+    input:
+        USER_SOURCES,
+    output:
+        records="data/raw/records.jsonl",
+        pretrain="data/raw/pretrain.txt",
+        builtin=directory("data/raw/builtin"),
+        summary="reports/ingest/summary.json",
+    log:
+        "logs/ingest.log",
+    benchmark:
+        "benchmarks/ingest.tsv"
+    shell:
+        STAGE.format("ingest")
+
+
+rule validate:
+    input:
+        "data/raw/records.jsonl",
+    output:
+        valid="data/validated/valid.jsonl",
+        quarantine="data/validated/quarantine.jsonl",
+        summary="reports/validate/summary.json",
+    log:
+        "logs/validate.log",
+    benchmark:
+        "benchmarks/validate.tsv"
+    shell:
+        STAGE.format("validate")
+
+
+rule format:
+    input:
+        "data/validated/valid.jsonl",
+    output:
+        sft="data/formatted/sft.jsonl",
+        pairs="data/formatted/pairs.jsonl",
+        eval="data/formatted/eval.jsonl",
+        summary="reports/format/summary.json",
+    log:
+        "logs/format.log",
+    benchmark:
+        "benchmarks/format.tsv"
+    shell:
+        STAGE.format("format")
+
+
+rule filter:
+    input:
+        "data/formatted/sft.jsonl",
+        "data/formatted/pairs.jsonl",
+        "data/formatted/eval.jsonl",
+    output:
+        sft="data/filtered/sft.jsonl",
+        pairs="data/filtered/pairs.jsonl",
+        removed="data/filtered/removed.jsonl",
+        summary="reports/filter/summary.json",
+    log:
+        "logs/filter.log",
+    benchmark:
+        "benchmarks/filter.tsv"
+    shell:
+        STAGE.format("filter")
+
+
+rule base:
+    input:
+        "data/raw/pretrain.txt",
+        "data/raw/records.jsonl",
+    output:
+        model=directory("models/base"),
+        live=directory("reports/base/live"),
+        metrics="reports/base/metrics.json",
+    log:
+        "logs/base.log",
+    benchmark:
+        "benchmarks/base.tsv"
+    threads: config["model"]["threads"]
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        STAGE.format("base")
+
+
+rule sft:
+    input:
+        "models/base",
+        "data/filtered/sft.jsonl",
+    output:
+        model=directory("models/sft"),
+        live=directory("reports/sft/live"),
+        metrics="reports/sft/metrics.json",
+    log:
+        "logs/sft.log",
+    benchmark:
+        "benchmarks/sft.tsv"
+    threads: config["sft"]["threads"]
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        STAGE.format("sft")
+
+
+rule safety:
+    input:
+        "models/sft",
+        "data/filtered/pairs.jsonl",
+    output:
+        model=directory("models/safety"),
+        live=directory("reports/safety/live"),
+        metrics="reports/safety/metrics.json",
+    log:
+        "logs/safety.log",
+    benchmark:
+        "benchmarks/safety.tsv"
+    threads: config["safety"]["threads"]
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        STAGE.format("safety")
+
+
+rule evaluate:
+    input:
+        "models/base",
+        "models/sft",
+        "models/safety",
+        "data/formatted/eval.jsonl",
+    output:
+        generations="reports/evaluate/generations.jsonl",
+        metrics="reports/evaluate/metrics.json",
+    log:
+        "logs/evaluate.log",
+    benchmark:
+        "benchmarks/evaluate.tsv"
+    threads: config["evaluate"]["threads"]
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        STAGE.format("evaluate")
+
+
+rule report:
+    input:
+        "reports/ingest/summary.json",
+        "reports/validate/summary.json",
+        "reports/format/summary.json",
+        "reports/filter/summary.json",
+        "reports/base/metrics.json",
+        "reports/sft/metrics.json",
+        "reports/safety/metrics.json",
+        "reports/evaluate/metrics.json",
+        "reports/evaluate/generations.jsonl",
+    output:
+        md="reports/report.md",
+        html="reports/report.html",
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
+    shell:
+        STAGE.format("report")
