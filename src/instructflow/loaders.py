@@ -77,7 +77,7 @@ def read_messages(path: Path, source: str, license: str) -> Iterator[dict]:
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
             yield make_record(source, locator, license, "messages", labels=row.get("labels"),
-                              error=f"{path} {locator.split(':')[-1]}: `messages` must be a non-empty list")
+                              error=f"{path} line {locator.rsplit('=', 1)[-1]}: `messages` must be a non-empty list")
             continue
         yield make_record(source, locator, license, "messages", messages=messages, labels=row.get("labels"))
 
@@ -91,7 +91,7 @@ def read_preference(path: Path, source: str, license: str) -> Iterator[dict]:
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
         if missing:
             yield make_record(source, locator, license, "preference", labels=row.get("labels"),
-                              error=f"{path} {locator.split(':')[-1]}: missing field(s) {missing}")
+                              error=f"{path} line {locator.rsplit('=', 1)[-1]}: missing field(s) {missing}")
             continue
         yield make_record(source, locator, license, "preference",
                           messages=[{"role": "user", "content": row["prompt"]}],

@@ -1,0 +1,105 @@
+"""dvc.yaml, the Snakefile and params.yaml hold one truth.
+
+- every DVC stage runs exactly the Snakemake rule of the same name;
+- every rule output lies under exactly one stage's outs/metrics, and every rule
+  input under that stage's deps;
+- the params section a stage's module reads is the one its stage declares;
+- every rule has a log and a benchmark; training rules declare gpu, mem_mb, runtime.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from instructflow import config
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_RULES = ("base", "sft", "safety", "evaluate")
+
+
+@pytest.fixture(scope="module")
+def dvc_stages():
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.fixture(scope="module")
+def rules():
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi() as api:
+        wf = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(),
+                          storage_settings=StorageSettings(), snakefile=ROOT / "Snakefile", workdir=ROOT)
+        return {r.name: r for r in wf._workflow.rules if r.name != "all"}
+
+
+def _paths(entries) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else e for e in entries or []]
+
+
+def _under(path: str, roots: list[str]) -> list[str]:
+    return [r for r in roots if path == r or path.startswith(r.rstrip("/") + "/")]
+
+
+def test_one_stage_per_rule(dvc_stages, rules):
+    assert set(dvc_stages) == set(rules)
+    for name, stage in dvc_stages.items():
+        assert f"--allowed-rules {name} -- {name}" in stage["cmd"], name
+
+
+def test_rule_outputs_under_exactly_one_stage(dvc_stages, rules):
+    for name, rule in rules.items():
+        for out in map(str, rule.output):
+            owners = [s for s, st in dvc_stages.items()
+                      if _under(out, _paths(st.get("outs")) + _paths(st.get("metrics")))]
+            assert owners == [name], f"rule {name} output {out} owned by stages {owners}"
+
+
+def test_rule_inputs_under_stage_deps(dvc_stages, rules):
+    for name, rule in rules.items():
+        deps = _paths(dvc_stages[name]["deps"])
+        for inp in map(str, rule.input):
+            assert _under(inp, deps), f"rule {name} input {inp} is not under any dep of stage {name}"
+
+
+def test_stage_outs_are_produced_by_its_rule(dvc_stages, rules):
+    for name, stage in dvc_stages.items():
+        outputs = [str(o) for o in rules[name].output]
+        for out in _paths(stage.get("outs")) + _paths(stage.get("metrics")):
+            assert any(o == out or o.startswith(out + "/") for o in outputs), f"{name}: {out} made by no rule output"
+
+
+def test_params_declared_match_sections_read(dvc_stages):
+    sections = {"base": "model"}
+    for name, stage in dvc_stages.items():
+        module = (ROOT / "src" / "instructflow" / f"{name}.py").read_text()
+        read = set(re.findall(r'config\.load\("(\w+)"', module))
+        declared = set(stage["params"]) - {"seed"}
+        assert read == declared == {sections.get(name, name)}, name
+        assert "seed" in stage["params"]
+        assert f"src/instructflow/{name}.py" in stage["deps"]
+
+
+def test_params_file_matches_schema_and_sections():
+    params = config.read_params(ROOT / "params.yaml")
+    config.validate_params(params)
+    assert set(params) == {"seed", *config.SECTIONS}
+    for section in config.SECTIONS:
+        cfg, seed = config.load(section, ROOT / "params.yaml")
+        assert seed == params["seed"]
+
+
+def test_every_rule_logs_and_benchmarks(rules):
+    for name, rule in rules.items():
+        assert [str(x) for x in rule.log] == [f"logs/{name}.log"]
+        assert str(rule.benchmark) == f"benchmarks/{name}.tsv"
+    for name in TRAINING_RULES:
+        assert {"gpu", "mem_mb", "runtime"} <= set(rules[name].resources.keys()), name
+
+
+def test_logs_and_caches_are_git_ignored():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for entry in (".snakemake/", "logs/", "benchmarks/", "/models/", "/data/raw/"):
+        assert entry in ignored
