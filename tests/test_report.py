@@ -109,7 +109,7 @@ def make_inputs(tmp: Path, *, lock: bool = True, safety: bool = True) -> Path:
 def run(tmp: Path, reports: Path, out: str = "out") -> tuple[str, str]:
     report.main(["--params", str(PARAMS), "--reports", str(reports), "--lock", str(tmp / "dvc.lock"),
                  "--out", str(tmp / out)])
-    return (tmp / out / "report.md").read_text(encoding="utf-8"), (tmp / out / "report.html").read_text(encoding="utf-8")
+    return tuple((tmp / out / name).read_text(encoding="utf-8") for name in ("report.md", "report.html"))
 
 
 def test_corpus_text_is_escaped(tmp_path):

@@ -110,7 +110,8 @@ def safety_conversations(cfg: GeneratorConfig, rng: random.Random) -> tuple[list
     for k in range(cfg.harmful_compliance):
         category = rng.choice(sorted(world.HARM_CATEGORIES))
         action = rng.choice(world.HARM_CATEGORIES[category])
-        i, template, _ = rng.choice(list(_phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS))[:-2])
+        seen_phrasings = [p for p in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS) if not p[2]]
+        i, template, _ = rng.choice(seen_phrasings)
         chats.append({"messages": [{"role": "user", "content": template.format(x=action)},
                                    {"role": "assistant", "content": _compliance(action, rng)}],
                       "labels": {"family": "harmful_compliance", "category": category, "phrasing": i,

@@ -225,10 +225,16 @@ def sample_blocks(generations: list[dict], k: int) -> list[tuple]:
         rows = []
         for id_ in sorted(items)[:k]:
             per = items[id_]
-            first = next((per[m] for m in MODELS if m in per), None) or per[sorted(per, key=str)[0]]
-            rows.append([id_, clip(first.get("prompt")), clip(first.get("reference")), *(_reply(per.get(m)) for m in MODELS)])
-        blocks += [("h", f"{group} / {'held-out' if heldout else 'seen'}"), ("table", ["id", "prompt", "reference", *MODELS], rows)]
+            first = per[min(per, key=str)]  # prompt and reference are the same for every model
+            rows.append([id_, clip(first.get("prompt")), clip(first.get("reference")),
+                         *(_reply(per.get(m)) for m in MODELS)])
+        blocks += [("h", f"{group} / {'held-out' if heldout else 'seen'}"),
+                   ("table", ["id", "prompt", "reference", *MODELS], rows)]
     return blocks
+
+
+def _hashes(items) -> str:
+    return "\n".join(f"{i.get('path')} {i.get('md5') or 'n/a'}" for i in items or []) or "none"
 
 
 def lineage_blocks(data: dict) -> list[tuple]:
@@ -252,9 +258,8 @@ def lineage_blocks(data: dict) -> list[tuple]:
             if stage == "report":  # this stage's own entry describes the previous report
                 continue
             entry = entry or {}
-            lines = lambda items: "\n".join(f"{i.get('path')} {i.get('md5') or 'n/a'}" for i in items or []) or "none"  # noqa: E731
             params = {k: v for f in (entry.get("params") or {}).values() for k, v in (f or {}).items()}
-            lrows.append([stage, lines(entry.get("outs")), lines(entry.get("deps")), compact(params or None)])
+            lrows.append([stage, _hashes(entry.get("outs")), _hashes(entry.get("deps")), compact(params or None)])
         blocks += [("p", "dvc.lock: per stage, the md5 of every output and dependency and the params it consumed."),
                    ("table", ["stage", "outs (md5)", "deps (md5)", "params"], lrows)]
     return blocks + [("p", AUDIT)]
