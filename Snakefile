@@ -17,6 +17,8 @@ validate_params(read_params("params.yaml"))
 
 USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
 STAGE = "python -m instructflow.{} > {{log}} 2>&1"
+# For `--use-conda` (e.g. on cluster nodes); locally the project's .venv is used.
+ENV = "profiles/envs/instructflow.yaml"
 
 
 rule all:
@@ -35,6 +37,8 @@ rule ingest:
         summary="reports/ingest/summary.json",
     log:
         "logs/ingest.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/ingest.tsv"
     shell:
@@ -50,6 +54,8 @@ rule validate:
         summary="reports/validate/summary.json",
     log:
         "logs/validate.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/validate.tsv"
     shell:
@@ -66,6 +72,8 @@ rule format:
         summary="reports/format/summary.json",
     log:
         "logs/format.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/format.tsv"
     shell:
@@ -84,6 +92,8 @@ rule filter:
         summary="reports/filter/summary.json",
     log:
         "logs/filter.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/filter.tsv"
     shell:
@@ -100,6 +110,8 @@ rule base:
         metrics="reports/base/metrics.json",
     log:
         "logs/base.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/base.tsv"
     threads: config["model"]["threads"]
@@ -121,6 +133,8 @@ rule sft:
         metrics="reports/sft/metrics.json",
     log:
         "logs/sft.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/sft.tsv"
     threads: config["sft"]["threads"]
@@ -142,6 +156,8 @@ rule safety:
         metrics="reports/safety/metrics.json",
     log:
         "logs/safety.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/safety.tsv"
     threads: config["safety"]["threads"]
@@ -164,6 +180,8 @@ rule evaluate:
         metrics="reports/evaluate/metrics.json",
     log:
         "logs/evaluate.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/evaluate.tsv"
     threads: config["evaluate"]["threads"]
@@ -191,6 +209,8 @@ rule report:
         html="reports/report.html",
     log:
         "logs/report.log",
+    conda:
+        ENV
     benchmark:
         "benchmarks/report.tsv"
     shell:
