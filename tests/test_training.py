@@ -1,0 +1,71 @@
+"""Training on a tiny model built from a config: every trainable parameter moves,
+model folders are safe Hugging Face folders with lineage, generation is greedy."""
+
+import json
+
+import pytest
+
+from instructflow import base, config, evaluate, lineage, training
+from instructflow.tokenizer import train_tokenizer
+
+TEXTS = ["What is the opposite of hot?", "cold", "Say cat two times.", "cat cat", "I can't help with that."] * 10
+CHATS = [{"messages": [{"role": "user", "content": "What is the opposite of hot?"},
+                       {"role": "assistant", "content": "cold"}]},
+         {"messages": [{"role": "user", "content": "Say cat two times."},
+                       {"role": "assistant", "content": "cat cat"}]}] * 8
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    training.setup_torch(0, 1)
+    tok = train_tokenizer(TEXTS, 300)
+    cfg = config.ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=64)
+    return base.tiny_llama(tok, cfg), tok
+
+
+def test_sft_step_changes_every_parameter(tiny, tmp_path):
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = tiny
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = SFTConfig(**training.common_args(tmp_path, 0, "cpu"), max_steps=3, learning_rate=1e-2,
+                     per_device_train_batch_size=4, assistant_only_loss=True, gradient_checkpointing=False,
+                     save_strategy="no", max_length=64)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(CHATS))
+    trainer.train()
+    for name, p in trainer.model.named_parameters():
+        assert not torch.equal(before[name], p.detach()), f"{name} did not change"
+
+
+def test_model_folder_is_safe_and_stamped(tiny, tmp_path):
+    model, tok = tiny
+    out = tmp_path / "model"
+    stamp = lineage.stamp("sft", [], config.SFTConfig(), 0)
+    training.save_model_folder(model, tok, out, stamp, "test model", "from scratch", {"steps": 3})
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "lineage.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "instructflow `sft` model" in card and "learning_rate" in card
+    assert json.loads((out / "lineage.json").read_text())["metrics"] == {"steps": 3}
+    loaded, loaded_tok = training.load_model_folder(out)
+    assert loaded_tok.chat_template == tok.chat_template and loaded_tok.eos_token == "<|end|>"
+
+
+def test_greedy_generation_is_deterministic(tiny):
+    model, tok = tiny
+    prompts = [[{"role": "user", "content": "What is the opposite of hot?"}],
+               [{"role": "user", "content": "Say cat two times, please, right now."}]]
+    a = evaluate.generate_replies(model, tok, prompts, max_new_tokens=5, batch_size=2)
+    b = evaluate.generate_replies(model, tok, prompts[::-1], max_new_tokens=5, batch_size=1)
+    assert len(a) == 2 and all(isinstance(r, str) for r in a)
+    assert a == b[::-1]  # left padding in a batch gives the same reply as alone
+
+
+def test_final_metrics_are_deterministic_fields():
+    history = [{"loss": 2.0, "step": 10}, {"eval_loss": 1.5, "step": 10}, {"loss": 1.0, "step": 20},
+               {"eval_loss": 1.7, "step": 20}, {"train_runtime": 12.3, "step": 20}]
+    assert training.final_metrics(history) == {"steps": 20, "final_train_loss": 1.0, "best_eval_loss": 1.5,
+                                               "final_eval_loss": 1.7}
