@@ -17,8 +17,9 @@ def _write(tmp_path, mutate):
 
 
 def test_scientific_notation_is_a_float(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text((ROOT / "params.yaml").read_text().replace("learning_rate: 2.0e-3", "learning_rate: 3e-4", 1))
+    path = _write(tmp_path, lambda p: p["sft"].update(learning_rate=0.123456))
+    path.write_text(path.read_text().replace("0.123456", "3e-4"))  # as `dvc exp run -S` may write it
+    assert "learning_rate: 3e-4" in path.read_text()
     cfg, _ = config.load("sft", path)
     assert cfg.learning_rate == pytest.approx(3e-4)
 
