@@ -69,3 +69,28 @@ def test_final_metrics_are_deterministic_fields():
                {"eval_loss": 1.7, "step": 20}, {"train_runtime": 12.3, "step": 20}]
     assert training.final_metrics(history) == {"steps": 20, "final_train_loss": 1.0, "best_eval_loss": 1.5,
                                                "final_eval_loss": 1.7}
+
+
+def test_base_stage_takes_a_local_model_folder(tiny, tmp_path):
+    import yaml
+
+    from conftest import ROOT
+
+    model, tok = tiny
+    given = tmp_path / "my-model"
+    model.save_pretrained(given)
+    template, tok.chat_template = tok.chat_template, None  # no template: instructflow's is added
+    tok.save_pretrained(given)
+    tok.chat_template = template
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["base"] = str(given)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out, report = tmp_path / "models/base", tmp_path / "reports/base"
+    base.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--report", str(report)])
+    loaded, loaded_tok = training.load_model_folder(out)
+    assert loaded_tok.chat_template and "generation" in loaded_tok.chat_template
+    stamp = json.loads((out / "lineage.json").read_text())
+    assert stamp["base"] == str(given) and stamp["params"]["base"] == str(given)
+    assert any(p.endswith("model.safetensors") for p in stamp["inputs"])
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["parameters"] == model.num_parameters()
