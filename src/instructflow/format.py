@@ -44,19 +44,22 @@ def split_of(record: dict, eval_fraction: float) -> str:
     return "eval" if hash_fraction(prompt_of(record["messages"])) < eval_fraction else "train"
 
 
+def with_system(messages: list[dict], system_prompt: str) -> list[dict]:
+    """Plain {role, content} turns, with the system prompt first unless one is there."""
+    turns = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if system_prompt and turns[0]["role"] != "system":
+        turns.insert(0, {"role": "system", "content": system_prompt})
+    return turns
+
+
 def chat_example(record: dict, system_prompt: str) -> dict:
-    messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    if system_prompt and messages[0]["role"] != "system":
-        messages.insert(0, {"role": "system", "content": system_prompt})
     return {"id": record["id"], "source": record["source"], "locator": record["locator"],
-            "messages": messages, "labels": record.get("labels") or {}}
+            "messages": with_system(record["messages"], system_prompt), "labels": record.get("labels") or {}}
 
 
 def preference_pair(record: dict, system_prompt: str) -> dict:
-    prompt = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    if system_prompt and prompt[0]["role"] != "system":
-        prompt.insert(0, {"role": "system", "content": system_prompt})
-    return {"id": record["id"], "source": record["source"], "locator": record["locator"], "prompt": prompt,
+    return {"id": record["id"], "source": record["source"], "locator": record["locator"],
+            "prompt": with_system(record["messages"], system_prompt),
             "chosen": [{"role": "assistant", "content": record["chosen"]}],
             "rejected": [{"role": "assistant", "content": record["rejected"]}],
             "labels": record.get("labels") or {}}
@@ -64,10 +67,8 @@ def preference_pair(record: dict, system_prompt: str) -> dict:
 
 def eval_prompt(record: dict, system_prompt: str) -> dict:
     labels = record.get("labels") or {}
-    prompt = [{"role": m["role"], "content": m["content"]} for m in record["messages"][:-1]]
-    if system_prompt and prompt[0]["role"] != "system":
-        prompt.insert(0, {"role": "system", "content": system_prompt})
-    return {"id": record["id"], "source": record["source"], "locator": record["locator"], "prompt": prompt,
+    return {"id": record["id"], "source": record["source"], "locator": record["locator"],
+            "prompt": with_system(record["messages"][:-1], system_prompt),
             "reference": record["messages"][-1]["content"], "group": eval_group(labels),
             "family": labels.get("family", "general"), "category": labels.get("category"),
             "heldout": bool(labels.get("heldout"))}
