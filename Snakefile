@@ -16,7 +16,9 @@ configfile: "params.yaml"
 validate_params(read_params("params.yaml"))
 
 USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
-STAGE = "python -m instructflow.{} > {{log}} 2>&1"
+# Output goes to the log and to the terminal, so a failing stage shows its message
+# (file, record, rule) right in `dvc repro`; the shell runs with pipefail.
+STAGE = "python -m instructflow.{} 2>&1 | tee {{log}}"
 # For `--use-conda` (e.g. on cluster nodes); locally the project's .venv is used.
 ENV = "profiles/envs/instructflow.yaml"
 
