@@ -103,3 +103,27 @@ def test_logs_and_caches_are_git_ignored():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     for entry in (".snakemake/", "logs/", "benchmarks/", "/models/", "/data/raw/"):
         assert entry in ignored
+
+
+def _package_imports(module: str) -> set[str]:
+    """Modules of the package that `module` imports, transitively (nested imports included)."""
+    import ast
+
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((ROOT / "src" / "instructflow" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module] if node.module else [a.name for a in node.names]
+    return seen
+
+
+def test_code_deps_are_exactly_the_modules_a_stage_runs(dvc_stages):
+    """A stage depends on every module of the package it imports, and on no other."""
+    for name, stage in dvc_stages.items():
+        declared = {Path(d).stem for d in stage["deps"] if d.startswith("src/instructflow/")}
+        assert declared == _package_imports(name), name

@@ -10,7 +10,6 @@ Reads `params.yaml: ingest` (+ seed). Writes:
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections import Counter
 from pathlib import Path
 

@@ -32,7 +32,8 @@ def hash_inputs(paths) -> dict[str, str]:
     for p in map(Path, paths):
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:
-            if f.name == "lineage.json" or ".checkpoints" in f.parts:
+            # The stamp itself and Snakemake's hidden markers (.snakemake_timestamp) are not inputs.
+            if f.name == "lineage.json" or f.name.startswith("."):
                 continue
             out[f.as_posix()] = file_sha256(f)
     return dict(sorted(out.items()))

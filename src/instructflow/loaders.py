@@ -14,11 +14,6 @@ from typing import Callable, Iterator
 from .records import make_record
 
 
-def _text(value) -> str | None:
-    """Source text as-is; non-strings are kept as-is so validation can name the problem."""
-    return value
-
-
 def read_alpaca(path: Path, source: str, license: str) -> Iterator[dict]:
     """Alpaca JSON: a list of {instruction, input, output}; input is appended to the instruction."""
     try:
@@ -44,8 +39,8 @@ def read_alpaca(path: Path, source: str, license: str) -> Iterator[dict]:
         instruction, extra = row.get("instruction"), row.get("input") or ""
         if isinstance(instruction, str) and isinstance(extra, str) and extra.strip():
             instruction = f"{instruction}\n\n{extra}"
-        messages = [{"role": "user", "content": _text(instruction)},
-                    {"role": "assistant", "content": _text(row.get("output"))}]
+        # Values are kept as they are (a number stays a number) so validation can name the problem.
+        messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": row.get("output")}]
         yield make_record(source, locator, license, "alpaca", messages=messages, labels=row.get("labels"))
 
 

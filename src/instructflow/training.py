@@ -15,7 +15,6 @@ import json
 import os
 from pathlib import Path
 
-from . import lineage
 from .records import write_json
 
 CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
