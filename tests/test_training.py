@@ -94,3 +94,51 @@ def test_base_stage_takes_a_local_model_folder(tiny, tmp_path):
     assert any(p.endswith("model.safetensors") for p in stamp["inputs"])
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["parameters"] == model.num_parameters()
+
+
+def _sft_run(tok, out, stamp, crash_at=None):
+    """Train a fresh tiny model for 12 steps with checkpoints every 3; optionally die at a step."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    class Crash(TrainerCallback):
+        start_step = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            Crash.start_step = state.global_step
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == crash_at:
+                raise KeyboardInterrupt("killed")
+
+    training.setup_torch(0, 1)
+    cfg = config.ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=64)
+    model = base.tiny_llama(tok, cfg)
+    resume = training.prepare_checkpoints(out, stamp)
+    args = SFTConfig(**training.common_args(out, 0, "cpu"), max_steps=12, learning_rate=1e-2,
+                     per_device_train_batch_size=4, assistant_only_loss=True, gradient_checkpointing=False,
+                     save_strategy="steps", save_steps=3, max_length=64)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(CHATS),
+                         callbacks=[Crash()])
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    return Crash.start_step, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+
+
+def test_killed_run_resumes_to_the_same_model(tiny, tmp_path):
+    import torch
+
+    _, tok = tiny
+    stamp = {"stage": "sft", "inputs": {"x": "1"}, "params": {"lr": 0.01}, "seed": 0}
+    start, clean = _sft_run(tok, tmp_path / "a", stamp)
+    assert start == 0
+    with pytest.raises(KeyboardInterrupt):
+        _sft_run(tok, tmp_path / "b", stamp, crash_at=7)
+    assert (tmp_path / "b" / "checkpoint-6").is_dir()
+    start, after = _sft_run(tok, tmp_path / "b", stamp)
+    assert start == 6  # picked up at the last checkpoint, not from scratch
+    for name in clean:
+        assert torch.allclose(clean[name], after[name], atol=1e-6), name
+    # other inputs must not resume from these checkpoints
+    assert training.prepare_checkpoints(tmp_path / "b", {**stamp, "seed": 1}) is False
+    assert not list((tmp_path / "b").glob("checkpoint-*"))

@@ -8,13 +8,13 @@ Loss is on assistant tokens only (the chat template's `{% generation %}` markers
 give TRL the mask). A slice of the training split, chosen by content hash, is
 held back for validation loss; training stops early when it stops improving
 and the best checkpoint is kept. Checkpoints go to checkpoints/sft, outside the
-DVC outputs.
+DVC outputs: a killed run resumes from the last one when it is rerun with the
+same inputs, and a finished run deletes them.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from . import config, lineage, training
@@ -63,7 +63,8 @@ def main(argv=None) -> None:
 
     device = training.setup_torch(seed, cfg.threads)
     model, tokenizer = training.load_model_folder(Path(args.base))
-    shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up stale state
+    stamp = lineage.stamp("sft", [args.base, args.data], cfg, seed)
+    resume = training.prepare_checkpoints(checkpoints, stamp)
     sft_args = SFTConfig(
         **training.common_args(checkpoints, seed, device),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
@@ -71,7 +72,7 @@ def main(argv=None) -> None:
         max_length=cfg.max_length, assistant_only_loss=True, packing=False, gradient_checkpointing=False,
         eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
         save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="eval_loss",
-        greater_is_better=False, save_only_model=True, dataset_num_proc=None,
+        greater_is_better=False, dataset_num_proc=None,
     )
     trainer = SFTTrainer(
         model=model, args=sft_args, processing_class=tokenizer,
@@ -80,7 +81,9 @@ def main(argv=None) -> None:
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience),
                    training.live_callback(report / "live")],
     )
-    trainer.train()
+    if resume:
+        print(f"sft: resuming the killed run from {checkpoints}")
+    trainer.train(resume_from_checkpoint=True if resume else None)
 
     # ---- save
     model = trainer.model
@@ -90,11 +93,11 @@ def main(argv=None) -> None:
         "train_examples": len(train), "validation_examples": len(val),
         "best_step": int(trainer.state.best_global_step or 0),
     }
-    stamp = lineage.stamp("sft", [args.base, args.data], cfg, seed)
     training.save_model_folder(model, tokenizer, out, stamp,
                                "Supervised instruction fine-tuning (loss on assistant tokens only).",
                                args.base, metrics)
     write_json(report / "metrics.json", {**metrics, "lineage": stamp})
+    training.finish_checkpoints(checkpoints)
     print(f"sft: saved to {out}; {metrics}")
 
 

@@ -11,8 +11,10 @@ Kept in one place so base, sft and safety make the same choices:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from .records import write_json
@@ -51,8 +53,32 @@ def common_args(out_dir: Path, seed: int, device: str) -> dict:
     }
 
 
+def prepare_checkpoints(directory: Path, stamp: dict) -> bool:
+    """Make `directory` ready for this run; True when a killed run with the same
+    inputs, params, seed and code left a checkpoint to resume from.
+
+    Checkpoints live outside the DVC outputs (DVC deletes those before a rerun);
+    a fingerprint of the lineage stamp keeps a run from resuming someone else's."""
+    fingerprint = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()
+    marker = directory / "fingerprint.txt"
+    if marker.is_file() and marker.read_text() == fingerprint and any(directory.glob("checkpoint-*")):
+        return True
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    marker.write_text(fingerprint)
+    return False
+
+
+def finish_checkpoints(directory: Path) -> None:
+    """A finished run needs no checkpoints: the next run with the same inputs starts clean."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def live_callback(live_dir: Path):
-    """A TrainerCallback that writes loss curves with dvclive, step-indexed, no timestamps."""
+    """A TrainerCallback that writes loss curves with dvclive, step-indexed, no timestamps.
+
+    A resumed run replays the restored log history first, so its curves are the
+    same as those of a run that was never interrupted."""
     from dvclive import Live
     from transformers import TrainerCallback
 
@@ -60,15 +86,21 @@ def live_callback(live_dir: Path):
         def __init__(self):
             self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
 
+        def _log(self, logs: dict, step: int) -> None:
+            values = {k: logs[k] for k in CURVE_KEYS if k in logs}
+            if not values:
+                return
+            self.live.step = step
+            for key, value in values.items():
+                self.live.log_metric(key.replace("/", "_"), round(float(value), 6), timestamp=False)
+            self.live.next_step()
+
+        def on_train_begin(self, args, state, control, **kw):
+            for logs in state.log_history:
+                self._log(logs, logs.get("step", 0))
+
         def on_log(self, args, state, control, logs=None, **kw):
-            logged = False
-            for key in CURVE_KEYS:
-                if logs and key in logs:
-                    self.live.log_metric(key.replace("/", "_"), round(float(logs[key]), 6), timestamp=False)
-                    logged = True
-            if logged:
-                self.live.step = state.global_step
-                self.live.next_step()
+            self._log(logs or {}, state.global_step)
 
         def on_train_end(self, args, state, control, **kw):
             self.live.end()
