@@ -54,7 +54,11 @@ def tiny_llama(tokenizer, cfg: config.ModelConfig):
 
 
 # --------------------------------------------------------------------------- stage
-def pretrain(cfg: config.ModelConfig, seed: int, raw_dir: Path, out: Path, report: Path):
+# Steps between checkpoints a killed pretraining run can resume from (checkpoints/base).
+SAVE_STEPS = 100
+
+
+def pretrain(cfg: config.ModelConfig, seed: int, raw_dir: Path, report: Path, stamp: dict):
     from datasets import Dataset
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
@@ -66,17 +70,22 @@ def pretrain(cfg: config.ModelConfig, seed: int, raw_dir: Path, out: Path, repor
     print(f"base: tokenizer {len(tokenizer)} tokens; model {model.num_parameters():,} parameters; "
           f"{len(blocks)} blocks of {cfg.pretrain_block_size} tokens; device {device}")
 
+    checkpoints = Path("checkpoints/base")
+    resume = training.prepare_checkpoints(checkpoints, stamp)
     args = TrainingArguments(
-        **training.common_args(Path("checkpoints/base"), seed, device),
+        **training.common_args(checkpoints, seed, device),
         max_steps=cfg.pretrain_steps, per_device_train_batch_size=cfg.pretrain_batch_size,
-        learning_rate=cfg.learning_rate, save_strategy="no",
+        learning_rate=cfg.learning_rate, save_strategy="steps", save_steps=SAVE_STEPS,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": blocks}),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
         callbacks=[training.live_callback(report / "live")],
     )
-    trainer.train()
+    if resume:
+        print(f"base: resuming the killed run from {checkpoints}")
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    training.finish_checkpoints(checkpoints)
     return trainer.model, tokenizer, training.final_metrics(trainer.state.log_history) | {
         "parameters": model.num_parameters(), "vocab_size": len(tokenizer), "pretrain_blocks": len(blocks)}
 
@@ -113,8 +122,8 @@ def main(argv=None) -> None:
         model, tokenizer, metrics = load_given(cfg)
         inputs, summary, base = ([cfg.base] if Path(cfg.base).exists() else []), "A base model brought by the user.", cfg.base
     else:
-        model, tokenizer, metrics = pretrain(cfg, seed, raw, out, report)
         inputs = [raw / "pretrain.txt", raw / "records.jsonl"]
+        model, tokenizer, metrics = pretrain(cfg, seed, raw, report, lineage.stamp("base", inputs, cfg, seed))
         summary = "A tiny Llama-style model pretrained from scratch on the instructflow default corpus."
         base = "from scratch"
     stamp = lineage.stamp("base", inputs, cfg, seed)

@@ -15,7 +15,6 @@ Methods:
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from . import config, lineage, training
@@ -26,7 +25,12 @@ def load_pairs(path: str) -> list[dict]:
     return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in read_jsonl(path)]
 
 
-def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, pairs, checkpoints, report):
+# Steps between checkpoints a killed run can resume from (checkpoints/safety).
+SAVE_STEPS = 50
+
+
+def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, pairs, checkpoints, report,
+              resume: bool):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -34,16 +38,17 @@ def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer
         **training.common_args(checkpoints, seed, device),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         beta=cfg.beta, loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight],
-        max_length=cfg.max_length, gradient_checkpointing=False, save_strategy="no",
+        max_length=cfg.max_length, gradient_checkpointing=False, save_strategy="steps", save_steps=SAVE_STEPS,
         precompute_ref_log_probs=True,  # the reference is frozen: score it once, not every step
     )
     trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tokenizer,
                          train_dataset=Dataset.from_list(pairs), callbacks=[training.live_callback(report / "live")])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
 
-def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, pairs, checkpoints, report):
+def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, pairs, checkpoints, report,
+                      resume: bool):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -51,11 +56,12 @@ def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, t
     args = SFTConfig(
         **training.common_args(checkpoints, seed, device),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        max_length=cfg.max_length, assistant_only_loss=True, gradient_checkpointing=False, save_strategy="no",
+        max_length=cfg.max_length, assistant_only_loss=True, gradient_checkpointing=False,
+        save_strategy="steps", save_steps=SAVE_STEPS,
     )
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(chats),
                          callbacks=[training.live_callback(report / "live")])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
 
@@ -74,20 +80,23 @@ def main(argv=None) -> None:
     print(f"safety: {len(pairs)} preference pairs, method {cfg.method}")
     device = training.setup_torch(seed, cfg.threads)
     model, tokenizer = training.load_model_folder(Path(args.sft))
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    stamp = lineage.stamp("safety", [args.sft, args.data], cfg, seed)
+    resume = training.prepare_checkpoints(checkpoints, stamp)
+    if resume:
+        print(f"safety: resuming the killed run from {checkpoints}")
     train = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]
-    trainer = train(cfg, seed, device, model, tokenizer, pairs, checkpoints, report)
+    trainer = train(cfg, seed, device, model, tokenizer, pairs, checkpoints, report, resume)
 
     history = trainer.state.log_history
     metrics = training.final_metrics(history) | {"pairs": len(pairs), "method": cfg.method}
     accuracies = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]
     if accuracies:
         metrics["final_reward_accuracy"] = round(accuracies[-1], 4)
-    stamp = lineage.stamp("safety", [args.sft, args.data], cfg, seed)
     training.save_model_folder(trainer.model, tokenizer, out, stamp,
                                f"Safety training ({cfg.method}) on preference pairs; the SFT model is the reference.",
                                args.sft, metrics)
     write_json(report / "metrics.json", {**metrics, "lineage": stamp})
+    training.finish_checkpoints(checkpoints)
     print(f"safety: saved to {out}; {metrics}")
 
 
