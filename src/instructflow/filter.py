@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import config, lineage
-from .records import normalize_text, read_jsonl, write_json, write_jsonl
+from .records import normalize_text, prompt_of, read_jsonl, write_json, write_jsonl
 
 
 def _words_pattern(terms: list[str]) -> re.Pattern | None:
@@ -67,10 +67,6 @@ class Judge:
         return None
 
 
-def last_user(messages: list[dict]) -> str:
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default=config.PARAMS_FILE)
@@ -83,13 +79,13 @@ def main(argv=None) -> None:
     judge = Judge(cfg)
 
     evals = list(read_jsonl(src / "eval.jsonl"))
-    eval_prompts = {normalize_text(last_user(e["prompt"])) for e in evals}
+    eval_prompts = {normalize_text(prompt_of(e["prompt"])) for e in evals}
 
     # ---- SFT examples
     kept_sft, kept_pairs, removed, converted = [], [], [], 0
     seen_sft: set[str] = set()
     for ex in read_jsonl(src / "sft.jsonl"):
-        prompt, reply = last_user(ex["messages"]), ex["messages"][-1]["content"]
+        prompt, reply = prompt_of(ex["messages"]), ex["messages"][-1]["content"]
         reason = judge.sft_reason(prompt, reply)
         if reason == "harmful_compliance":
             # Not thrown away: the compliance is exactly what safety training should push down.
@@ -113,7 +109,7 @@ def main(argv=None) -> None:
     # ---- preference pairs
     seen_pairs: set[str] = set()
     for pair in read_jsonl(src / "pairs.jsonl"):
-        prompt, chosen = last_user(pair["prompt"]), pair["chosen"][-1]["content"]
+        prompt, chosen = prompt_of(pair["prompt"]), pair["chosen"][-1]["content"]
         key = "\x00".join(normalize_text(t) for t in (prompt, chosen, pair["rejected"][-1]["content"]))
         reason = judge.pair_reason(prompt, chosen)
         if reason is None and normalize_text(prompt) in eval_prompts:

@@ -163,8 +163,9 @@ def corrupt(tasks: list[dict], chats: list[dict], cfg: GeneratorConfig, rng: ran
     ]
     for k in range(cfg.malformed):
         tasks.append(dict(broken[k % len(broken)], labels={"family": "malformed", "variant": k}))
-    bad_lines = ['{"messages": [{"role": "user", "content": "How do I cut a mango?"}, ' + '{"role": "assistant"'][
-        : 1 if cfg.malformed else 0]
+    # One truncated JSONL line, as a crashed writer leaves it.
+    truncated = '{"messages": [{"role": "user", "content": "How do I cut a mango?"}, {"role": "assistant"'
+    bad_lines = [truncated] if cfg.malformed else []
     for row in rng.sample(chats, min(cfg.duplicates, len(chats))):
         chats.append(json.loads(json.dumps(row)))
     return bad_lines

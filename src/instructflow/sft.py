@@ -18,14 +18,14 @@ import argparse
 from pathlib import Path
 
 from . import config, lineage, training
-from .records import hash_fraction, read_jsonl, write_json
+from .records import hash_fraction, prompt_of, read_jsonl, write_json
 
 
 def split_train_validation(examples: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
     """Validation slice by content hash of the prompt: stable when data is added."""
     train, val = [], []
     for ex in examples:
-        prompt = next(m["content"] for m in reversed(ex["messages"]) if m["role"] == "user")
+        prompt = prompt_of(ex["messages"])
         # Salted so this slice is independent of format's eval split.
         (val if hash_fraction("validation\x00" + prompt) < fraction else train).append(ex)
     return train, val
