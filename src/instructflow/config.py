@@ -18,13 +18,26 @@ from typing import Any
 PARAMS_FILE = "params.yaml"
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field that carries its help text (shown in the schema)."""
+def _f(default: Any, help: str, **schema: Any) -> Any:
+    """A dataclass field that carries its help text and its JSON-schema bounds.
+
+    `schema` holds JSON-schema keywords checked by `validate_params`, e.g.
+    `minimum=0, exclusiveMaximum=1` for a fraction, `exclusiveMinimum=0` for a
+    positive size, `enum=[...]` for a choice. Bounds live beside the default and
+    the help text, so the schema Snakemake and the stages check cannot drift."""
+    meta = {"help": help, "schema": schema}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     if dataclasses.is_dataclass(default):
-        return field(default_factory=lambda d=default: dataclasses.replace(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda d=default: dataclasses.replace(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# Common bounds, spelled once.
+POSITIVE = {"exclusiveMinimum": 0}
+NON_NEGATIVE = {"minimum": 0}
+FRACTION = {"minimum": 0, "exclusiveMaximum": 1}
+PROBABILITY = {"minimum": 0, "maximum": 1}
 
 
 # --------------------------------------------------------------------------- ingest
@@ -32,21 +45,22 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class SourceConfig:
     name: str = _f("", "Short source name, used in record ids and provenance.")
     path: str = _f("", "File to read, relative to the repository root.")
-    format: str = _f("alpaca", "One of: alpaca (JSON list), messages (JSONL with a `messages` list).")
+    format: str = _f("alpaca", "One of: alpaca (JSON list), messages (JSONL with a `messages` list), preference.",
+                     enum=["alpaca", "messages", "preference"])
     license: str = _f("unknown", "License of the source data, carried into every record.")
 
 
 @dataclass
 class GeneratorConfig:
     enabled: bool = _f(True, "Generate the built-in default corpus.")
-    items_per_family: int = _f(60, "Distinct items (word pairs, reviews, lists...) per task family.")
-    harmful_per_category: int = _f(24, "Harmful requests generated per harm category.")
-    lookalikes: int = _f(120, "Harmless look-alike requests that share dangerous words.")
-    harmful_compliance: int = _f(40, "Harmful requests answered with compliance (the filter must catch them).")
-    toxic: int = _f(30, "Task answers laced with insults (the filter must catch them).")
-    malformed: int = _f(12, "Malformed, empty or unparseable records (validation must catch them).")
-    duplicates: int = _f(12, "Exact duplicate records (validation must catch them).")
-    pretrain_repeats: int = _f(3, "How many shuffled passes of world facts go into the pretraining text.")
+    items_per_family: int = _f(60, "Distinct items (word pairs, reviews, lists...) per task family.", **POSITIVE)
+    harmful_per_category: int = _f(24, "Harmful requests generated per harm category.", **NON_NEGATIVE)
+    lookalikes: int = _f(120, "Harmless look-alike requests that share dangerous words.", **NON_NEGATIVE)
+    harmful_compliance: int = _f(40, "Harmful requests answered with compliance (the filter must catch them).", **NON_NEGATIVE)
+    toxic: int = _f(30, "Task answers laced with insults (the filter must catch them).", **NON_NEGATIVE)
+    malformed: int = _f(12, "Malformed, empty or unparseable records (validation must catch them).", **NON_NEGATIVE)
+    duplicates: int = _f(12, "Exact duplicate records (validation must catch them).", **NON_NEGATIVE)
+    pretrain_repeats: int = _f(3, "How many shuffled passes of world facts go into the pretraining text.", **POSITIVE)
 
 
 @dataclass
@@ -66,15 +80,15 @@ class IngestConfig:
 # --------------------------------------------------------------------------- validate
 @dataclass
 class ValidateConfig:
-    min_rows: int = _f(10, "Fewer raw records than this stops the pipeline (dataset-level rule).")
-    max_invalid_fraction: float = _f(0.5, "Stop the pipeline if a larger share of rows fails row-level rules.")
-    max_chars: int = _f(4000, "Longest prompt or response accepted, in characters.")
+    min_rows: int = _f(10, "Fewer raw records than this stops the pipeline (dataset-level rule).", **POSITIVE)
+    max_invalid_fraction: float = _f(0.5, "Stop the pipeline if a larger share of rows fails row-level rules.", **FRACTION)
+    max_chars: int = _f(4000, "Longest prompt or response accepted, in characters.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- format
 @dataclass
 class FormatConfig:
-    eval_fraction: float = _f(0.1, "Share of seen-phrasing items held out for evaluation, by content hash.")
+    eval_fraction: float = _f(0.1, "Share of seen-phrasing items held out for evaluation, by content hash.", **FRACTION)
     system_prompt: str = _f("", "Optional system message prepended to every chat example.")
 
 
@@ -92,59 +106,61 @@ class FilterConfig:
 @dataclass
 class ModelConfig:
     base: str = _f("", "Local Hugging Face model folder (or hub id); empty = tiny model pretrained from scratch.")
-    vocab_size: int = _f(1024, "BPE vocabulary size for the from-scratch tokenizer (sized to the corpus).")
-    hidden_size: int = _f(128, "Width of the from-scratch Llama model.")
-    num_layers: int = _f(4, "Decoder layers of the from-scratch model.")
-    num_heads: int = _f(4, "Attention heads of the from-scratch model.")
-    intermediate_size: int = _f(384, "MLP width of the from-scratch model.")
-    max_length: int = _f(128, "Context length of the from-scratch model.")
-    pretrain_steps: int = _f(300, "Optimizer steps of causal-LM pretraining on the plain-text corpus.")
-    pretrain_batch_size: int = _f(32, "Blocks per pretraining step.")
-    pretrain_block_size: int = _f(64, "Tokens per pretraining block.")
-    learning_rate: float = _f(3e-3, "Peak pretraining learning rate (tiny models need a high one).")
-    threads: int = _f(2, "torch CPU threads; use 1 when jobs run side by side.")
+    vocab_size: int = _f(1024, "BPE vocabulary size for the from-scratch tokenizer (sized to the corpus).", **POSITIVE)
+    hidden_size: int = _f(128, "Width of the from-scratch Llama model.", **POSITIVE)
+    num_layers: int = _f(4, "Decoder layers of the from-scratch model.", **POSITIVE)
+    num_heads: int = _f(4, "Attention heads of the from-scratch model.", **POSITIVE)
+    intermediate_size: int = _f(384, "MLP width of the from-scratch model.", **POSITIVE)
+    max_length: int = _f(128, "Context length of the from-scratch model.", **POSITIVE)
+    pretrain_steps: int = _f(300, "Optimizer steps of causal-LM pretraining on the plain-text corpus.", **POSITIVE)
+    pretrain_batch_size: int = _f(32, "Blocks per pretraining step.", **POSITIVE)
+    pretrain_block_size: int = _f(64, "Tokens per pretraining block.", **POSITIVE)
+    learning_rate: float = _f(3e-3, "Peak pretraining learning rate (tiny models need a high one).", **POSITIVE)
+    threads: int = _f(2, "torch CPU threads; use 1 when jobs run side by side.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- sft
 @dataclass
 class SFTConfig:
-    method: str = _f("full", "full (all weights) or lora (PEFT adapters, merged on save).")
-    learning_rate: float = _f(2e-3, "Peak learning rate (cosine decay, 5% warm-up).")
-    epochs: float = _f(6.0, "Upper bound on passes over the training split; early stopping may end sooner.")
-    batch_size: int = _f(32, "Examples per optimizer step.")
-    eval_steps: int = _f(50, "Steps between validation-loss checks.")
-    patience: int = _f(3, "Validation checks without improvement before early stopping.")
-    validation_fraction: float = _f(0.05, "Share of the training split used for validation loss, by hash.")
-    max_length: int = _f(128, "Truncate examples to this many tokens.")
-    lora_r: int = _f(16, "LoRA rank when method is lora.")
-    threads: int = _f(2, "torch CPU threads.")
+    method: str = _f("full", "full (all weights) or lora (PEFT adapters, merged on save).",
+                     enum=["full", "lora"])
+    learning_rate: float = _f(2e-3, "Peak learning rate (cosine decay, 5% warm-up).", **POSITIVE)
+    epochs: float = _f(6.0, "Upper bound on passes over the training split; early stopping may end sooner.", **POSITIVE)
+    batch_size: int = _f(32, "Examples per optimizer step.", **POSITIVE)
+    eval_steps: int = _f(50, "Steps between validation-loss checks.", **POSITIVE)
+    patience: int = _f(3, "Validation checks without improvement before early stopping.", **POSITIVE)
+    validation_fraction: float = _f(0.05, "Share of the training split used for validation loss, by hash.", **FRACTION)
+    max_length: int = _f(128, "Truncate examples to this many tokens.", **POSITIVE)
+    lora_r: int = _f(16, "LoRA rank when method is lora.", **POSITIVE)
+    threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- safety
 @dataclass
 class SafetyConfig:
-    method: str = _f("dpo", "dpo (preference pairs, SFT model as reference) or refusal_sft (SFT on chosen replies).")
-    beta: float = _f(0.1, "DPO temperature: how far the policy may move from the reference.")
-    sft_weight: float = _f(1.0, "Weight of the SFT (NLL) term on chosen replies added to the DPO loss.")
-    learning_rate: float = _f(5e-4, "Peak learning rate.")
-    epochs: float = _f(2.0, "Passes over the preference pairs.")
-    batch_size: int = _f(16, "Pairs per optimizer step.")
-    max_length: int = _f(128, "Truncate prompt + reply to this many tokens.")
-    threads: int = _f(2, "torch CPU threads.")
+    method: str = _f("dpo", "dpo (preference pairs, SFT model as reference) or refusal_sft (SFT on chosen replies).",
+                     enum=["dpo", "refusal_sft"])
+    beta: float = _f(0.1, "DPO temperature: how far the policy may move from the reference.", **POSITIVE)
+    sft_weight: float = _f(1.0, "Weight of the SFT (NLL) term on chosen replies added to the DPO loss.", **NON_NEGATIVE)
+    learning_rate: float = _f(5e-4, "Peak learning rate.", **POSITIVE)
+    epochs: float = _f(2.0, "Passes over the preference pairs.", **POSITIVE)
+    batch_size: int = _f(16, "Pairs per optimizer step.", **POSITIVE)
+    max_length: int = _f(128, "Truncate prompt + reply to this many tokens.", **POSITIVE)
+    threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- evaluate
 @dataclass
 class EvaluateConfig:
-    max_new_tokens: int = _f(24, "Greedy decoding budget per prompt.")
-    batch_size: int = _f(64, "Prompts per generation batch.")
+    max_new_tokens: int = _f(24, "Greedy decoding budget per prompt.", **POSITIVE)
+    batch_size: int = _f(64, "Prompts per generation batch.", **POSITIVE)
     refusal_markers: list = _f([], "Phrases that mark a reply as a refusal (case-insensitive prefix or substring).")
-    threads: int = _f(2, "torch CPU threads.")
+    threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 
 @dataclass
 class ReportConfig:
-    examples_per_group: int = _f(3, "Sample generations shown per evaluation group.")
+    examples_per_group: int = _f(3, "Sample generations shown per evaluation group.", **NON_NEGATIVE)
 
 
 SECTIONS: dict[str, type] = {
@@ -207,7 +223,7 @@ def load(section: str, path: str | Path = PARAMS_FILE) -> tuple[Any, int]:
 
 
 # --------------------------------------------------------------------------- schema
-_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", list: "array"}
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", list: "array", dict: "object"}
 
 
 def _schema_of(cls: type) -> dict:
@@ -221,6 +237,7 @@ def _schema_of(cls: type) -> dict:
             prop = {"type": _JSON_TYPES[t]}
             if t is list and f.name == "sources":
                 prop["items"] = _schema_of(SourceConfig)
+        prop.update(f.metadata.get("schema", {}))
         prop["description"] = f.metadata.get("help", "")
         props[f.name] = prop
     return {"type": "object", "properties": props, "additionalProperties": False}
@@ -247,8 +264,3 @@ def validate_params(params: dict) -> None:
     except jsonschema.ValidationError as err:
         where = ".".join(str(p) for p in err.absolute_path) or "<top level>"
         raise ParamsError(f"{PARAMS_FILE}: `{where}`: {err.message}") from None
-    for name in ("sft", "safety"):
-        method = params[name].get("method")
-        allowed = {"sft": ("full", "lora"), "safety": ("dpo", "refusal_sft")}[name]
-        if method is not None and method not in allowed:
-            raise ParamsError(f"{PARAMS_FILE}: `{name}.method` is {method!r}; allowed: {list(allowed)}")
