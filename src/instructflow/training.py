@@ -119,65 +119,15 @@ def final_metrics(log_history: list[dict]) -> dict:
     return out
 
 
-MODEL_CARD = """---
-library_name: transformers
-pipeline_tag: text-generation
-tags: [instructflow, {stage}]
-license: other
----
-
-# instructflow `{stage}` model
-
-{summary}
-
-## How it was made
-
-- Stage: `{stage}` of the instructflow pipeline (`dvc.yaml`), seed {seed}
-- Code: git commit `{commit}`{dirty}
-- Base: {base}
-
-### Inputs (sha256)
-
-{inputs}
-
-### Parameters
-
-```yaml
-{params}
-```
-
-### Training metrics
-
-```json
-{metrics}
-```
-
-### Libraries
-
-{libraries}
-
-The same facts, machine-readable, are in `lineage.json` next to this card.
-Load it with `AutoModelForCausalLM.from_pretrained("<this folder>")`; no remote code is needed.
-"""
-
-
 def save_model_folder(model, tokenizer, out: Path, stamp: dict, summary: str, base: str, metrics: dict) -> None:
     """save_pretrained (safetensors) + tokenizer + lineage.json + README.md model card."""
-    import yaml
+    from . import modelcard
 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     write_json(out / "lineage.json", {**stamp, "metrics": metrics, "base": base})
-    card = MODEL_CARD.format(
-        stage=stamp["stage"], summary=summary, seed=stamp["seed"], commit=stamp["code"]["commit"],
-        dirty=" (uncommitted changes)" if stamp["code"]["dirty"] else "", base=base,
-        inputs="\n".join(f"- `{p}`: `{h}`" for p, h in stamp["inputs"].items()),
-        params=yaml.safe_dump(stamp["params"], sort_keys=True).strip(),
-        metrics=json.dumps(metrics, indent=2, sort_keys=True),
-        libraries=", ".join(f"{k} {v}" for k, v in stamp["libraries"].items()),
-    )
-    (out / "README.md").write_text(card, encoding="utf-8")
+    modelcard.write(out, stamp, summary, base, metrics)
 
 
 def load_model_folder(path: Path):
