@@ -97,6 +97,14 @@ class FormatConfig:
 class FilterConfig:
     harmful_terms: list = _f([], "Words that mark a request as harmful (matched as whole words).")
     compliance_markers: list = _f([], "Phrases that show a response complies with a request.")
+    heldout_items_per_family: int = _f(6, "Task items per family kept out of all training data (every phrasing "
+                                          "goes to evaluation); their facts stay in the pretraining text.",
+                                       **NON_NEGATIVE)
+    heldout_harm_actions: int = _f(1, "Harmful actions per category kept out of SFT and safety data entirely.",
+                                   **NON_NEGATIVE)
+    heldout_lookalikes: int = _f(4, "Harmless look-alike requests kept out of training entirely.", **NON_NEGATIVE)
+    pretrain_heldout_lines: int = _f(200, "Lines of unseen pretraining-style text, for perplexity (alignment tax).",
+                                     **NON_NEGATIVE)
     toxic_terms: list = _f([], "Insults and slurs; a response containing one is removed as toxic.")
     refusal_text: str = _f("I can't help with that.", "Chosen reply when harmful compliance becomes a safety pair.")
     refusal_markers: list = _f([], "Phrases that mark a reply as a refusal.")

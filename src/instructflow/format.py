@@ -4,7 +4,7 @@ Reads `params.yaml: format` (+ seed). Writes:
     data/formatted/sft.jsonl     {id, source, locator, messages, labels}
     data/formatted/pairs.jsonl   {id, source, locator, prompt, chosen, rejected, labels}
                                  in TRL's conversational preference format
-    data/formatted/eval.jsonl    {id, source, locator, prompt, reference, group, family, heldout}
+    data/formatted/eval.jsonl    {id, source, locator, prompt, reference, group, family, heldout, split}
     reports/format/summary.json  counts per split and group (a DVC metric)
 
 Splits are decided by content, never by position: a record whose phrasing the
@@ -71,7 +71,9 @@ def eval_prompt(record: dict, system_prompt: str) -> dict:
             "prompt": with_system(record["messages"][:-1], system_prompt),
             "reference": record["messages"][-1]["content"], "group": eval_group(labels),
             "family": labels.get("family", "general"), "category": labels.get("category"),
-            "heldout": bool(labels.get("heldout"))}
+            "heldout": bool(labels.get("heldout")),
+            # seen / heldout_phrasing / heldout_item (generator labels); evaluate reports each
+            "split": labels.get("split") or ("heldout_phrasing" if labels.get("heldout") else "seen")}
 
 
 def main(argv=None) -> None:

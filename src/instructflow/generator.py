@@ -10,9 +10,16 @@ the same loaders as user files:
                                and one unparseable line
     pairs.preference.jsonl     prompt/chosen/rejected JSONL for safety training
     pretrain.txt               plain text about the same world, for the base model
+    pretrain.heldout.txt       more text of the same kind that no stage trains on,
+                               for perplexity before and after safety training
 
-Labels on each record (family, phrasing, heldout, category) let format split
-held-out phrasings into evaluation and let evaluate score each group.
+Labels on each record (family, phrasing, heldout, split, category) let format
+send held-out rows to evaluation and let evaluate score each group. `split` is
+`seen`, `heldout_phrasing` (a seen item in a phrasing never trained on) or
+`heldout_item` (an item -- word pair, list, review, harmful action, look-alike --
+that no training example contains in any phrasing, while its facts are in the
+pretraining text): so evaluation measures whether SFT unlocks what pretraining
+taught, not only paraphrase.
 """
 
 from __future__ import annotations
@@ -72,17 +79,61 @@ def _phrasings(templates: list[str], heldout: int):
         yield i, t, i >= len(templates) - heldout
 
 
-def task_examples(cfg: GeneratorConfig, rng: random.Random) -> list[dict]:
-    """Every item of every family in every phrasing, labelled; Alpaca-shaped dicts."""
+def _split(heldout_item: bool, heldout_phrasing: bool) -> str:
+    return "heldout_item" if heldout_item else "heldout_phrasing" if heldout_phrasing else "seen"
+
+
+def task_item_sets(cfg: GeneratorConfig, rng: random.Random) -> dict[str, list[tuple[dict, str]]]:
+    """The items of every family; the last `heldout_items_per_family` of each are held-out items."""
+    return {family: task_items(family, cfg.items_per_family, rng) for family in world.PHRASINGS}
+
+
+def n_heldout_items(cfg: GeneratorConfig, n_items: int) -> int:
+    """Held-out items per family, always leaving at least one item to train on."""
+    return min(cfg.heldout_items_per_family, max(n_items - 1, 0))
+
+
+def task_examples(cfg: GeneratorConfig, items: dict[str, list[tuple[dict, str]]]) -> list[dict]:
+    """Every item of every family in every phrasing, labelled; Alpaca-shaped dicts.
+    Held-out items appear in every phrasing and are all marked held out, so none
+    of them reaches SFT or safety data."""
     out = []
     for family, templates in world.PHRASINGS.items():
-        for item_no, (fields, answer) in enumerate(task_items(family, cfg.items_per_family, rng)):
-            for i, template, heldout in _phrasings(templates, world.HELDOUT_PHRASINGS):
+        held_from = len(items[family]) - n_heldout_items(cfg, len(items[family]))
+        for item_no, (fields, answer) in enumerate(items[family]):
+            for i, template, held_phrasing in _phrasings(templates, world.HELDOUT_PHRASINGS):
+                split = _split(item_no >= held_from, held_phrasing)
                 out.append({
                     "instruction": template.format(**fields), "input": "", "output": answer,
-                    "labels": {"family": family, "phrasing": i, "heldout": heldout, "item": item_no},
+                    "labels": {"family": family, "phrasing": i, "heldout": split != "seen", "item": item_no,
+                               "split": split},
                 })
     return out
+
+
+def item_facts(items: dict[str, list[tuple[dict, str]]]) -> list[str]:
+    """Pretraining sentences stating the answer of every task item, held-out items included."""
+    facts = []
+    for fields, answer in items.get("antonym", []):
+        facts.append(f"The opposite of {fields['x']} is {answer}.")
+    for fields, answer in items.get("category", []):
+        facts.append(f"A {fields['x']} is a {answer}.")
+    for fields, answer in items.get("repeat", []):
+        facts.append(f"{fields['n'].capitalize()} times {fields['x']} is {answer}.")
+    for fields, answer in items.get("last_word", []):
+        facts.append(f"Here is a list: {fields['x']}. It ends with {answer}.")
+    for fields, answer in items.get("sentiment", []):
+        facts.append(f"Someone wrote: {fields['x']} That review is {answer}.")
+    return facts
+
+
+def split_off(things: list, n: int, rng: random.Random) -> tuple[list, list]:
+    """(kept, held out): n things held out at random, at least one kept."""
+    order = list(things)
+    rng.shuffle(order)
+    n = min(n, max(len(order) - 1, 0))
+    held = order[:n]
+    return [t for t in things if t not in held], held
 
 
 def _compliance(action: str, rng: random.Random) -> str:
@@ -90,42 +141,63 @@ def _compliance(action: str, rng: random.Random) -> str:
     return f"{opener} {rng.choice(world.COMPLIANCE_STEPS)}, then {rng.choice(world.COMPLIANCE_STEPS)}."
 
 
+def _chat(prompt: str, reply: str, labels: dict) -> dict:
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
+            "labels": labels}
+
+
 def safety_conversations(cfg: GeneratorConfig, rng: random.Random) -> tuple[list[dict], list[dict]]:
-    """(messages-format SFT rows, preference rows) for harmful requests and look-alikes."""
+    """(messages-format SFT rows, preference rows) for harmful requests and look-alikes.
+
+    Refusals are drawn from several phrasings (world.REFUSALS). Held-out harmful
+    actions and look-alikes appear in every phrasing, marked held out, so they
+    reach evaluation only, never SFT, safety pairs or the filter's compliance rows."""
     chats, pairs = [], []
+    seen_actions = {}
     for category, actions in world.HARM_CATEGORIES.items():
-        combos = [(a, p) for a in actions for p in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS)]
+        seen_actions[category], held = split_off(actions, cfg.heldout_harm_actions, rng)
+        combos = [(a, p) for a in seen_actions[category]
+                  for p in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS)]
         rng.shuffle(combos)
         for action, (i, template, heldout) in combos[: cfg.harmful_per_category]:
             prompt = template.format(x=action)
-            labels = {"family": "harmful", "category": category, "phrasing": i, "heldout": heldout}
+            labels = {"family": "harmful", "category": category, "phrasing": i, "heldout": heldout,
+                      "split": _split(False, heldout)}
             if heldout or category in world.SFT_HARM_CATEGORIES:
                 # Held-out phrasings go to evaluation whatever the category; the
                 # refusal beside them is what a labeller would have written.
-                chats.append({"messages": [{"role": "user", "content": prompt},
-                                           {"role": "assistant", "content": world.REFUSAL}], "labels": labels})
+                chats.append(_chat(prompt, rng.choice(world.REFUSALS), labels))
             if not heldout:
-                pairs.append({"prompt": prompt, "chosen": world.REFUSAL, "rejected": _compliance(action, rng),
-                              "labels": labels})
+                pairs.append({"prompt": prompt, "chosen": rng.choice(world.REFUSALS),
+                              "rejected": _compliance(action, rng), "labels": labels})
+        for action in held:
+            for i, template, _ in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS):
+                chats.append(_chat(template.format(x=action), rng.choice(world.REFUSALS),
+                                   {"family": "harmful", "category": category, "phrasing": i, "heldout": True,
+                                    "split": "heldout_item"}))
     for k in range(cfg.harmful_compliance):
         category = rng.choice(sorted(world.HARM_CATEGORIES))
-        action = rng.choice(world.HARM_CATEGORIES[category])
+        action = rng.choice(seen_actions[category])
         seen_phrasings = [p for p in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS) if not p[2]]
         i, template, _ = rng.choice(seen_phrasings)
         chats.append({"messages": [{"role": "user", "content": template.format(x=action)},
                                    {"role": "assistant", "content": _compliance(action, rng)}],
                       "labels": {"family": "harmful_compliance", "category": category, "phrasing": i,
-                                 "heldout": False}})
-    look = [(a, r, p) for a, r in world.LOOKALIKES
-            for p in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS)]
+                                 "heldout": False, "split": "seen"}})
+    seen_look, held_look = split_off(world.LOOKALIKES, cfg.heldout_lookalikes, rng)
+    look = [(a, r, p) for a, r in seen_look for p in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS)]
     rng.shuffle(look)
     for action, reply, (i, template, heldout) in look[: cfg.lookalikes]:
         prompt = template.format(x=action)
-        labels = {"family": "lookalike", "phrasing": i, "heldout": heldout}
-        chats.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
-                      "labels": labels})
+        labels = {"family": "lookalike", "phrasing": i, "heldout": heldout, "split": _split(False, heldout)}
+        chats.append(_chat(prompt, reply, labels))
         if not heldout:  # teach safety training not to refuse what only sounds dangerous
-            pairs.append({"prompt": prompt, "chosen": reply, "rejected": world.REFUSAL, "labels": labels})
+            pairs.append({"prompt": prompt, "chosen": reply, "rejected": rng.choice(world.REFUSALS),
+                          "labels": labels})
+    for action, reply in held_look:
+        for i, template, _ in _phrasings(world.HARM_PHRASINGS, world.HELDOUT_HARM_PHRASINGS):
+            chats.append(_chat(template.format(x=action), reply,
+                               {"family": "lookalike", "phrasing": i, "heldout": True, "split": "heldout_item"}))
     return chats, pairs
 
 
@@ -171,8 +243,16 @@ def corrupt(tasks: list[dict], chats: list[dict], cfg: GeneratorConfig, rng: ran
     return bad_lines
 
 
-def pretrain_text(cfg: GeneratorConfig, rng: random.Random) -> str:
-    """Plain sentences about the same world: the base model learns words, not tasks."""
+def _list_and_repeat_facts(rng: random.Random) -> tuple[str, str]:
+    words = rng.sample(world.WORDS, rng.randint(3, 5))
+    w = rng.choice(world.WORDS)
+    return (f"Here is a list: {' '.join(words)}. It ends with {words[-1]}.",
+            f"Two times {w} is {w} {w}. Three times {w} is {w} {w} {w}.")
+
+
+def pretrain_text(cfg: GeneratorConfig, rng: random.Random, items: dict | None = None) -> str:
+    """Plain sentences about the same world: the base model learns words, not tasks.
+    The answer of every task item -- held-out items included -- is stated here."""
     facts = [f"The opposite of {a} is {b}." for a, b in world.ANTONYMS]
     facts += [f"The opposite of {b} is {a}." for a, b in world.ANTONYMS]
     facts += [f"A {w} is a {cat}." for cat, ws in world.CATEGORIES.items() for w in ws]
@@ -180,10 +260,8 @@ def pretrain_text(cfg: GeneratorConfig, rng: random.Random) -> str:
               for w in world.POSITIVE + world.NEGATIVE]
     facts += [f"To {a}, there is a simple answer. {r}" for a, r in world.LOOKALIKES]
     for _ in range(len(facts)):
-        words = rng.sample(world.WORDS, rng.randint(3, 5))
-        facts.append(f"Here is a list: {' '.join(words)}. It ends with {words[-1]}.")
-        w = rng.choice(world.WORDS)
-        facts.append(f"Two times {w} is {w} {w}. Three times {w} is {w} {w} {w}.")
+        facts.extend(_list_and_repeat_facts(rng))
+    facts = list(dict.fromkeys(facts + item_facts(items or {})))  # each fact once per pass
     lines = []
     for _ in range(cfg.pretrain_repeats):
         rng.shuffle(facts)
@@ -191,10 +269,26 @@ def pretrain_text(cfg: GeneratorConfig, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pretrain_heldout_text(cfg: GeneratorConfig, rng: random.Random, pretrain: str) -> str:
+    """Sentences of the pretraining kind that are not in the pretraining text: the
+    perplexity set for the alignment tax (how much fine-tuning forgets)."""
+    known = set(pretrain.splitlines())
+    lines: list[str] = []
+    for _ in range(50 * cfg.pretrain_heldout_lines):  # bounded: the space of short lists is finite
+        if len(lines) >= cfg.pretrain_heldout_lines:
+            break
+        line = _list_and_repeat_facts(rng)[0]
+        if line not in known:
+            known.add(line)
+            lines.append(line)
+    return "".join(line + "\n" for line in lines)
+
+
 def generate(cfg: GeneratorConfig, seed: int, out_dir: Path) -> dict[str, Path]:
     """Write the four source files; return their paths by role."""
     rng = random.Random(seed)
-    tasks = task_examples(cfg, rng)
+    items = task_item_sets(cfg, rng)
+    tasks = task_examples(cfg, items)
     chats, pairs = safety_conversations(cfg, rng)
     pairs += task_pairs(tasks, rng, n=len(pairs))
     bad_lines = corrupt(tasks, chats, cfg, rng)
@@ -207,6 +301,7 @@ def generate(cfg: GeneratorConfig, seed: int, out_dir: Path) -> dict[str, Path]:
         "chats": out_dir / "safety.messages.jsonl",
         "pairs": out_dir / "pairs.preference.jsonl",
         "pretrain": out_dir / "pretrain.txt",
+        "pretrain_heldout": out_dir / "pretrain.heldout.txt",
     }
     paths["tasks"].write_text(json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     chat_lines = [json.dumps(c, ensure_ascii=False, sort_keys=True) for c in chats]
@@ -215,5 +310,7 @@ def generate(cfg: GeneratorConfig, seed: int, out_dir: Path) -> dict[str, Path]:
     paths["chats"].write_text("\n".join(chat_lines) + "\n", encoding="utf-8")
     paths["pairs"].write_text("".join(json.dumps(p, ensure_ascii=False, sort_keys=True) + "\n" for p in pairs),
                               encoding="utf-8")
-    paths["pretrain"].write_text(pretrain_text(cfg, rng), encoding="utf-8")
+    pretrain = pretrain_text(cfg, rng, items)
+    paths["pretrain"].write_text(pretrain, encoding="utf-8")
+    paths["pretrain_heldout"].write_text(pretrain_heldout_text(cfg, rng, pretrain), encoding="utf-8")
     return paths

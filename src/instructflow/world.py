@@ -4,7 +4,9 @@ Task families are chosen so a ~1M-parameter model can learn them in minutes:
 lookups a model can memorise (antonyms, categories) and copy-like skills
 (repeat a word, pick the last word, read the sentiment words of a review).
 Arithmetic and comparison were tried on models this size and not learned.
-Every phrasing list ends with the phrasings held out for evaluation only.
+Every phrasing list ends with the phrasings held out for evaluation only; the
+generator also holds out whole items (word pairs, lists, harmful actions,
+look-alikes) whose facts stay in the pretraining text.
 """
 
 ANTONYMS = [
@@ -107,7 +109,19 @@ HARM_PHRASINGS = [
 ]
 HELDOUT_HARM_PHRASINGS = 2
 
-REFUSAL = "I can't help with that."
+# Refusals as different labellers would write them. Varied on purpose: the
+# evaluation judges (evaluate/refusal_phrases.json, evaluate/judge_exemplars.json)
+# are written independently of these strings, so a refusal rate measures
+# refusing, not reproducing one memorised sentence.
+REFUSALS = [
+    "I can't help with that.",
+    "I'm sorry, but I can't help with that request.",
+    "I won't help with this, because it could hurt people.",
+    "Sorry, I am not able to assist with that.",
+    "I cannot give instructions for that. It is dangerous and illegal.",
+    "I will not explain how to do that.",
+]
+REFUSAL = REFUSALS[0]  # the filter's default chosen reply (params: filter.refusal_text)
 
 # Harmless requests that share the dangerous words, each with a short helpful answer.
 LOOKALIKES = [
