@@ -74,12 +74,13 @@ def test_stage_outs_are_produced_by_its_rule(dvc_stages, rules):
 def test_params_declared_match_sections_read(dvc_stages):
     sections = {"base": "model"}
     for name, stage in dvc_stages.items():
-        module = (ROOT / "src" / "instructflow" / f"{name}.py").read_text()
+        module = "".join(f.read_text() for f in _entry_files(name))
         read = set(re.findall(r'config\.load\("(\w+)"', module))
         declared = set(stage["params"]) - {"seed"}
         assert read == declared == {sections.get(name, name)}, name
         assert "seed" in stage["params"]
-        assert f"src/instructflow/{name}.py" in stage["deps"]
+        for f in _entry_files(name):
+            assert _under(f.relative_to(ROOT).as_posix(), stage["deps"]), f"{name}: {f} not a dep"
 
 
 def test_params_file_matches_schema_and_sections():
@@ -105,25 +106,67 @@ def test_logs_and_caches_are_git_ignored():
         assert entry in ignored
 
 
-def _package_imports(module: str) -> set[str]:
-    """Modules of the package that `module` imports, transitively (nested imports included)."""
+PKG = ROOT / "src" / "instructflow"
+
+
+def _module_file(dotted: str) -> Path | None:
+    """File of a package module: `evaluate` -> evaluate.py or evaluate/__init__.py;
+    `evaluate.judges` -> evaluate/judges.py. None when it is not a module (a name)."""
+    base = PKG.joinpath(*dotted.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else None
+
+
+def _entry_files(stage: str) -> list[Path]:
+    """What `python -m instructflow.<stage>` runs: the module, or a subpackage's __init__ and __main__."""
+    files = [_module_file(stage)]
+    if files[0].name == "__init__.py" and (files[0].parent / "__main__.py").is_file():
+        files.append(files[0].parent / "__main__.py")
+    return files
+
+
+def _package_imports(stage: str) -> set[str]:
+    """Files of the package that a stage runs, transitively (nested imports, subpackages,
+    and the __init__ of every package a submodule sits in, included); paths from the repo root."""
     import ast
 
-    seen, todo = set(), [module]
+    seen: set[Path] = set()
+    todo = list(_entry_files(stage))
     while todo:
-        name = todo.pop()
-        if name in seen:
+        path = todo.pop()
+        if path in seen:
             continue
-        seen.add(name)
-        tree = ast.parse((ROOT / "src" / "instructflow" / f"{name}.py").read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                todo += [node.module] if node.module else [a.name for a in node.names]
-    return seen
+        seen.add(path)
+        parts = list(path.relative_to(PKG).with_suffix("").parts)
+        package = parts[:-1] if parts[-1] not in ("__init__", "__main__") else parts[:-1]
+        for i in range(1, len(package) + 1):  # importing a.b runs a/__init__.py
+            todo.append(_module_file(".".join(package[:i])))
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                base = package[:len(package) - (node.level - 1)]
+                mod = base + (node.module.split(".") if node.module else [])
+                targets = [mod] + [mod + [a.name] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("instructflow."):
+                mod = node.module.split(".")[1:]
+                targets = [mod] + [mod + [a.name] for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.split(".")[1:] for a in node.names if a.name.startswith("instructflow.")]
+            for t in targets:
+                for i in range(1, len(t) + 1):
+                    f = _module_file(".".join(t[:i])) if t[:i] else None
+                    if f is not None:
+                        todo.append(f)
+    return {f.relative_to(ROOT).as_posix() for f in seen}
 
 
 def test_code_deps_are_exactly_the_modules_a_stage_runs(dvc_stages):
-    """A stage depends on every module of the package it imports, and on no other."""
+    """A stage depends on every module of the package it runs, and on no other.
+    A dep may name a module file or a subpackage folder (covering its files)."""
     for name, stage in dvc_stages.items():
-        declared = {Path(d).stem for d in stage["deps"] if d.startswith("src/instructflow/")}
-        assert declared == _package_imports(name), name
+        declared = [d for d in stage["deps"] if d.startswith("src/instructflow")]
+        needed = _package_imports(name)
+        missing = sorted(f for f in needed if not _under(f, declared))
+        unused = sorted(d for d in declared if not any(_under(f, [d]) for f in needed))
+        assert not missing and not unused, f"{name}: missing deps {missing}, unused deps {unused}"
