@@ -148,6 +148,30 @@ rule sft:
         STAGE.format("sft")
 
 
+rule onpolicy:
+    input:
+        "models/sft",
+        "data/filtered/prompts.jsonl",
+        "data/filtered/sft.jsonl",
+    output:
+        pairs="data/onpolicy/pairs.jsonl",
+        skipped="data/onpolicy/skipped.jsonl",
+        summary="reports/onpolicy/summary.json",
+    log:
+        "logs/onpolicy.log",
+    conda:
+        ENV
+    benchmark:
+        "benchmarks/onpolicy.tsv"
+    threads: config["onpolicy"]["threads"] or 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        STAGE.format("onpolicy")
+
+
 rule safety:
     input:
         "models/sft",

@@ -143,6 +143,27 @@ class SFTConfig:
     threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 
+# --------------------------------------------------------------------------- onpolicy
+@dataclass
+class OnpolicyConfig:
+    max_prompts: int = _f(400, "Most prompts the SFT model answers (harmful + harmless); generation dominates the "
+                               "stage's time.", **POSITIVE)
+    harmless_share: float = _f(0.5, "Share of the pairs whose chosen side is a helpful answer to a harmless "
+                                    "prompt (look-alike or ordinary instruction); the rest teach refusals.", **FRACTION)
+    instruction_share: float = _f(0.5, "Share of the harmless side drawn from ordinary instructions "
+                                       "(data/filtered/sft.jsonl); the rest from harmless look-alike prompts.",
+                                  **PROBABILITY)
+    imperative_fraction: float = _f(1.0, "Share of harmful questions that also get an imperative twin "
+                                         "(\"Give me detailed instructions to ...\").", **PROBABILITY)
+    max_new_tokens: int = _f(64, "Greedy decoding budget per answer; a cut-off helpful answer is trimmed to its "
+                                 "last full sentence.", **POSITIVE)
+    batch_size: int = _f(16, "Prompts per generation batch (batches are grouped by length).", **POSITIVE)
+    repetition_penalty: float = _f(1.0, "Generation repetition penalty (1.0 = none); small models loop under "
+                                        "greedy decoding.", minimum=1)
+    min_words: int = _f(3, "Helpful answers with fewer words are degenerate and skipped.", **NON_NEGATIVE)
+    threads: int = _f(0, "torch CPU threads; 0 = the cores actually free.", **NON_NEGATIVE)
+
+
 # --------------------------------------------------------------------------- safety
 @dataclass
 class SafetyConfig:
@@ -178,6 +199,7 @@ SECTIONS: dict[str, type] = {
     "filter": FilterConfig,
     "model": ModelConfig,
     "sft": SFTConfig,
+    "onpolicy": OnpolicyConfig,
     "safety": SafetyConfig,
     "evaluate": EvaluateConfig,
     "report": ReportConfig,
