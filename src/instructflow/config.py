@@ -41,13 +41,49 @@ PROBABILITY = {"minimum": 0, "maximum": 1}
 
 
 # --------------------------------------------------------------------------- ingest
+SOURCE_FORMATS = ["alpaca", "dolly", "sharegpt", "messages", "preference", "hh-rlhf", "prompts", "labelled",
+                  "csv", "jsonl", "parquet", "hf"]
+SOURCE_COLUMNS = ["id", "instruction", "input", "context", "output", "response", "category", "subcategory",
+                  "conversations", "messages", "system", "prompt", "chosen", "rejected", "text", "text2",
+                  "label", "style"]
+LABEL_TASKS = ["prompt_harm", "response_harm", "toxicity", "hate", "pii"]
+
+
 @dataclass
 class SourceConfig:
-    name: str = _f("", "Short source name, used in record ids and provenance.")
-    path: str = _f("", "File to read, relative to the repository root.")
-    format: str = _f("alpaca", "One of: alpaca (JSON list), messages (JSONL with a `messages` list), preference.",
-                     enum=["alpaca", "messages", "preference"])
-    license: str = _f("unknown", "License of the source data, carried into every record.")
+    name: str = _f("", "Short unique source name, used in record ids and provenance.",
+                   minLength=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    path: str = _f("", "File or folder under data/sources/ (relative to the repository root); "
+                   "for format hf also `hf:OWNER/NAME`, a Hugging Face hub id.", minLength=1)
+    format: str = _f("alpaca", "Record schema: alpaca, dolly, sharegpt, messages, preference, hh-rlhf, prompts, "
+                     "labelled; or a generic container (csv, jsonl, parquet, hf) read with `columns` as `kind`. "
+                     "The container of a schema format is told by the file suffix (.json/.jsonl/.csv/.tsv/"
+                     ".parquet, optionally .gz; a folder = a saved `datasets` dataset).", enum=SOURCE_FORMATS)
+    license: str = _f("unknown", "License of the source data, carried into every record.", minLength=1)
+    kind: str = _f("", "Record kind for the generic formats (csv, jsonl, parquet, hf): sft, preference, prompt "
+                   "or labelled; empty for the schema formats.", enum=["", "sft", "preference", "prompt", "labelled"])
+    columns: dict = _f({}, "Field -> source column (dotted paths reach into nested objects, e.g. "
+                       "`instance.user_prompt`); unmapped fields use their own name.",
+                       propertyNames={"enum": SOURCE_COLUMNS}, additionalProperties={"type": "string"})
+    labels: dict = _f({}, "Static labels added to every record of the source, e.g. {harmful: true, category: x}.")
+    records_path: str = _f("", "Dotted path to the list of rows inside a JSON document (e.g. `instances`); "
+                           "empty = the document itself, or its only list of objects.")
+    label_field: str = _f("label", "Labelled sources: column holding the class (dotted path allowed); a list "
+                          "value (e.g. PII spans) counts as positive when non-empty.")
+    positive: list = _f([1], "Labelled sources: values of label_field meaning harmful/unsafe (compared as text).",
+                        items={"type": ["string", "integer", "number", "boolean"]})
+    negative: list = _f([], "Labelled sources: values meaning safe; empty = every non-positive value. A value "
+                        "in neither list makes an error record.",
+                        items={"type": ["string", "integer", "number", "boolean"]})
+    label_pattern: str = _f("", "Labelled sources: regex applied to the label value first; its first group "
+                            "is compared (e.g. `Response: (\\w+)\\s*$`).")
+    text_pattern: str = _f("", "Regex with named groups `text` (and optional `text2`) that splits one text "
+                           "column into prompt and response (e.g. GuardReasoner's `Human user: ... AI assistant:`).")
+    task: str = _f("", "Labelled sources: what the label means (labels.task).", enum=["", *LABEL_TASKS])
+    split: str = _f("auto", "auto (by content hash) or force every record to train, test or eval.",
+                    enum=["auto", "train", "test", "eval"])
+    limit: int = _f(0, "Read only the first N rows of the source (0 = all).", **NON_NEGATIVE)
+    hf_split: str = _f("train", "Format hf: which split of a DatasetDict to read.", minLength=1)
 
 
 @dataclass
@@ -66,7 +102,8 @@ class GeneratorConfig:
 @dataclass
 class IngestConfig:
     generator: GeneratorConfig = _f(GeneratorConfig(), "The built-in, seeded corpus generator.")
-    sources: list = _f([], "User files to ingest: a list of {name, path, format, license}.")
+    sources: list = _f([], "User files to ingest: a list of source entries (see SourceConfig and "
+                       "docs/data-contract.md); names must be unique.")
 
     def __post_init__(self) -> None:
         if isinstance(self.generator, dict):
@@ -82,7 +119,13 @@ class IngestConfig:
 class ValidateConfig:
     min_rows: int = _f(10, "Fewer raw records than this stops the pipeline (dataset-level rule).", **POSITIVE)
     max_invalid_fraction: float = _f(0.5, "Stop the pipeline if a larger share of rows fails row-level rules.", **FRACTION)
-    max_chars: int = _f(4000, "Longest prompt or response accepted, in characters.", **POSITIVE)
+    max_chars: int = _f(4000, "Longest turn, prompt or reply accepted, in characters.", **POSITIVE)
+    max_turns: int = _f(64, "Most turns (messages) one record may have.", **POSITIVE)
+    max_tokens: int = _f(0, "Longest turn in tokens of `tokenizer` (0 = no token limit).", **NON_NEGATIVE)
+    tokenizer: str = _f("", "Local tokenizer folder (the base model's) for max_tokens; empty = none.")
+    max_quarantine_fraction: float = _f(0.5, "Stop the pipeline if a larger share of ONE source is quarantined "
+                                        "(names the source, file and top rule).", **PROBABILITY)
+    chunk_size: int = _f(200000, "Rows per Great Expectations run: bounds memory on large corpora.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- format
@@ -90,6 +133,8 @@ class ValidateConfig:
 class FormatConfig:
     eval_fraction: float = _f(0.1, "Share of seen-phrasing items held out for evaluation, by content hash.", **FRACTION)
     system_prompt: str = _f("", "Optional system message prepended to every chat example.")
+    test_fraction: float = _f(0.2, "Share of labelled records (split auto) put in the test split, by content hash.",
+                              **FRACTION)
 
 
 # --------------------------------------------------------------------------- filter
@@ -266,7 +311,8 @@ def _schema_of(cls: type) -> dict:
         else:
             prop = {"type": _JSON_TYPES[t]}
             if t is list and f.name == "sources":
-                prop["items"] = _schema_of(SourceConfig)
+                # name, path, format and license must be spelled out: no silent "unknown" license
+                prop["items"] = _schema_of(SourceConfig) | {"required": ["name", "path", "format", "license"]}
         prop.update(f.metadata.get("schema", {}))
         prop["description"] = f.metadata.get("help", "")
         props[f.name] = prop
