@@ -229,13 +229,17 @@ rule report:
         "reports/format/summary.json",
         "reports/filter/summary.json",
         "reports/base/metrics.json",
+        "reports/base/live",
         "reports/sft/metrics.json",
+        "reports/sft/live",
         "reports/safety/metrics.json",
+        "reports/safety/live",
         "reports/evaluate/metrics.json",
         "reports/evaluate/generations.jsonl",
     output:
         md="reports/report.md",
         html="reports/report.html",
+        plots=directory("reports/plots"),
     log:
         "logs/report.log",
     conda:

@@ -91,7 +91,7 @@ def _project(tmp: Path) -> Path:
         entry["cmd"] = f"python fake_stage.py {stage}"
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     (repo / "fake_stage.py").write_text(FAKE)
-    for name in ("params.yaml", ".gitignore"):
+    for name in ("params.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
     produced = {p for e in dvc_yaml["stages"].values() for p, _ in _outs(e)}
     for entry in dvc_yaml["stages"].values():  # source deps (code, Snakefile, data/sources): copied
@@ -129,6 +129,10 @@ def test_push_clone_pull_leaves_nothing_stale(tmp_path):
     assert json.loads((clone / "reports/evaluate/metrics.json").read_text())["value"]
     run(["dvc", "pull", "-q"], clone)
     assert (clone / "models/safety").is_dir()
+    for folder in {Path(d) for e in _stages().values() for d in e.get("deps") or []
+                   if d.startswith("src/") and (ROOT / d).is_dir()}:  # importing a stage writes byte-code
+        (clone / folder / "__pycache__").mkdir(parents=True, exist_ok=True)
+        (clone / folder / "__pycache__" / "stage.cpython-311.pyc").write_bytes(b"not code")
     status = json.loads(run(["dvc", "status", "--json"], clone) or "{}")
     assert status == {}, status
     out = run(["dvc", "repro"], clone)

@@ -256,9 +256,56 @@ class EvaluateConfig:
     threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 
+_NAME = {"type": "string", "minLength": 1}
+TARGET_SCHEMA = {  # one entry of report.targets; TargetConfig below holds the help text
+    "type": "object", "additionalProperties": False, "required": ["name", "model", "metric", "op"],
+    "properties": {"name": _NAME, "model": _NAME, "metric": _NAME, "op": {"enum": [">=", "<="]},
+                   "value": {"type": "number"},
+                   "relative": {"type": "object", "additionalProperties": False, "required": ["model", "metric"],
+                                "properties": {"model": _NAME, "metric": _NAME, "offset": {"type": "number"}}}},
+    "oneOf": [{"required": ["value"]}, {"required": ["relative"]}],
+}
+
+
+@dataclass
+class RelativeTarget:
+    model: str = _f("", "Model whose metric sets the threshold.")
+    metric: str = _f("", "That model's metric (dotted path into evaluate's metrics).")
+    offset: float = _f(0.0, "Added to the reference value, e.g. -0.05 allows an alignment tax of 0.05.")
+
+
+@dataclass
+class TargetConfig:
+    name: str = _f("", "What the target claims, in words (shown in the report).")
+    model: str = _f("", "Model the measured metric belongs to (base, sft, safety, ...).")
+    metric: str = _f("", "Metric name in evaluate's metrics.json; dotted for nested ones.")
+    op: str = _f(">=", "Direction: >= (higher is better) or <= (lower is better).", enum=[">=", "<="])
+    value: float | None = _f(None, "Fixed threshold (give this or `relative`).")
+    relative: RelativeTarget | None = _f(None, "Threshold from another number: {model, metric, offset}.")
+
+
 @dataclass
 class ReportConfig:
-    examples_per_group: int = _f(3, "Sample generations shown per evaluation group.", **NON_NEGATIVE)
+    examples_per_group: int = _f(3, "Sample generations shown per evaluation category.", **NON_NEGATIVE)
+    targets: list = _f([], "Quality targets the report marks PASS / FAIL: a list of {name, model, metric, op, "
+                       "value} or {name, model, metric, op, relative: {model, metric, offset}}. No target "
+                       "should assume the base model is weak: `model.base` may be a capable model.",
+                       items=TARGET_SCHEMA)
+
+    def __post_init__(self) -> None:
+        targets = []
+        for i, t in enumerate(self.targets):
+            where = f"report.targets[{i}]"
+            if not isinstance(t, TargetConfig):
+                t = _build(TargetConfig, t, where)
+            if isinstance(t.relative, dict):
+                t.relative = _build(RelativeTarget, t.relative, f"{where}.relative")
+            if (t.value is None) == (t.relative is None):
+                raise ParamsError(f"{PARAMS_FILE}: `{where}` ({t.name!r}) needs exactly one of `value` and `relative`")
+            if t.op not in (">=", "<="):
+                raise ParamsError(f"{PARAMS_FILE}: `{where}.op` must be '>=' or '<=', got {t.op!r}")
+            targets.append(t)
+        self.targets = targets
 
 
 SECTIONS: dict[str, type] = {

@@ -1,0 +1,5 @@
+"""`python -m instructflow.report`: the report stage."""
+
+from . import main
+
+main()
