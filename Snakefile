@@ -83,14 +83,44 @@ rule format:
         STAGE.format("format")
 
 
+# Optional outputs of format (labelled rows, prompt-only prompts): consumed when format makes them.
+FORMATTED_EXTRA = [str(f) for f in rules.format.output if str(f).endswith(("labelled.jsonl", "prompts.jsonl"))]
+
+
+rule detector:
+    input:
+        "data/formatted/sft.jsonl",
+        "data/formatted/pairs.jsonl",
+        [f for f in FORMATTED_EXTRA if f.endswith("labelled.jsonl")],
+    output:
+        model=directory("models/detector"),
+        metrics="reports/detector/metrics.json",
+    log:
+        "logs/detector.log",
+    conda:
+        ENV
+    benchmark:
+        "benchmarks/detector.tsv"
+    threads: config["detector"]["threads"]
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        STAGE.format("detector")
+
+
 rule filter:
     input:
         "data/formatted/sft.jsonl",
         "data/formatted/pairs.jsonl",
         "data/formatted/eval.jsonl",
+        FORMATTED_EXTRA,
+        "models/detector",
     output:
         sft="data/filtered/sft.jsonl",
         pairs="data/filtered/pairs.jsonl",
+        prompts="data/filtered/prompts.jsonl",
         removed="data/filtered/removed.jsonl",
         summary="reports/filter/summary.json",
     log:
@@ -99,6 +129,7 @@ rule filter:
         ENV
     benchmark:
         "benchmarks/filter.tsv"
+    threads: config["filter"]["threads"]
     shell:
         STAGE.format("filter")
 
@@ -107,6 +138,8 @@ rule base:
     input:
         "data/raw/pretrain.txt",
         "data/raw/records.jsonl",
+        # Local base models (folders, .gguf) live here, so new weights rerun base.
+        "data/sources/models",
     output:
         model=directory("models/base"),
         live=directory("reports/base/live"),
@@ -117,10 +150,10 @@ rule base:
         ENV
     benchmark:
         "benchmarks/base.tsv"
-    threads: config["model"]["threads"]
+    threads: config["model"]["threads"] or 1  # 0 = the free cores, decided by the stage
     resources:
-        gpu=0,
-        mem_mb=4000,
+        gpu=0,  # the SLURM profile asks for one (profiles/slurm)
+        mem_mb=config["model"]["mem_mb"],
         runtime=30,
     shell:
         STAGE.format("base")
@@ -140,10 +173,10 @@ rule sft:
         ENV
     benchmark:
         "benchmarks/sft.tsv"
-    threads: config["sft"]["threads"]
+    threads: config["sft"]["threads"] or 1  # 0 = the free cores, decided by the stage
     resources:
-        gpu=0,
-        mem_mb=4000,
+        gpu=0,  # the SLURM profile asks for one (profiles/slurm)
+        mem_mb=config["sft"]["mem_mb"],
         runtime=60,
     shell:
         STAGE.format("sft")
@@ -187,10 +220,10 @@ rule safety:
         ENV
     benchmark:
         "benchmarks/safety.tsv"
-    threads: config["safety"]["threads"]
+    threads: config["safety"]["threads"] or 1  # 0 = the free cores, decided by the stage
     resources:
-        gpu=0,
-        mem_mb=4000,
+        gpu=0,  # the SLURM profile asks for one (profiles/slurm)
+        mem_mb=config["safety"]["mem_mb"],
         runtime=60,
     shell:
         STAGE.format("safety")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from instructflow import base, config, evaluate, lineage, training
+from instructflow import base, config, lineage, training
 from instructflow.tokenizer import train_tokenizer
 
 TEXTS = ["What is the opposite of hot?", "cold", "Say cat two times.", "cat cat", "I can't help with that."] * 10
@@ -54,46 +54,11 @@ def test_model_folder_is_safe_and_stamped(tiny, tmp_path):
     assert loaded_tok.chat_template == tok.chat_template and loaded_tok.eos_token == "<|end|>"
 
 
-def test_greedy_generation_is_deterministic(tiny):
-    model, tok = tiny
-    prompts = [[{"role": "user", "content": "What is the opposite of hot?"}],
-               [{"role": "user", "content": "Say cat two times, please, right now."}]]
-    a = evaluate.generate_replies(model, tok, prompts, max_new_tokens=5, batch_size=2)
-    b = evaluate.generate_replies(model, tok, prompts[::-1], max_new_tokens=5, batch_size=1)
-    assert len(a) == 2 and all(isinstance(r, str) for r in a)
-    assert a == b[::-1]  # left padding in a batch gives the same reply as alone
-
-
 def test_final_metrics_are_deterministic_fields():
     history = [{"loss": 2.0, "step": 10}, {"eval_loss": 1.5, "step": 10}, {"loss": 1.0, "step": 20},
                {"eval_loss": 1.7, "step": 20}, {"train_runtime": 12.3, "step": 20}]
     assert training.final_metrics(history) == {"steps": 20, "final_train_loss": 1.0, "best_eval_loss": 1.5,
                                                "final_eval_loss": 1.7}
-
-
-def test_base_stage_takes_a_local_model_folder(tiny, tmp_path):
-    import yaml
-
-    from conftest import ROOT
-
-    model, tok = tiny
-    given = tmp_path / "my-model"
-    model.save_pretrained(given)
-    template, tok.chat_template = tok.chat_template, None  # no template: instructflow's is added
-    tok.save_pretrained(given)
-    tok.chat_template = template
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["base"] = str(given)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out, report = tmp_path / "models/base", tmp_path / "reports/base"
-    base.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--report", str(report)])
-    loaded, loaded_tok = training.load_model_folder(out)
-    assert loaded_tok.chat_template and "generation" in loaded_tok.chat_template
-    stamp = json.loads((out / "lineage.json").read_text())
-    assert stamp["base"] == str(given) and stamp["params"]["base"] == str(given)
-    assert any(p.endswith("model.safetensors") for p in stamp["inputs"])
-    metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["parameters"] == model.num_parameters()
 
 
 def _sft_run(tok, out, stamp, crash_at=None):

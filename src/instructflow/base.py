@@ -1,14 +1,26 @@
 """Stage base: prepare the base model and tokenizer.
 
 Reads `params.yaml: model` (+ seed). Writes models/base/ (a Hugging Face folder
-with safetensors, tokenizer, chat template, lineage.json and a model card) and
-reports/base/metrics.json.
+with safetensors, tokenizer, chat template, lineage.json and a model card),
+reports/base/metrics.json and reports/base/live/ (pretraining curves; empty for
+a model brought by the user).
 
-Embedded default (`model.base` empty): a BPE tokenizer trained on the corpus and
-a tiny Llama-style model pretrained from scratch on data/raw/pretrain.txt.
-Otherwise `model.base` names a local Hugging Face model folder (or a hub id,
-where the network allows), which is copied in with a chat template added if it
-has none.
+`model.base` is one of:
+- empty: the embedded default, a BPE tokenizer trained on the corpus and a tiny
+  Llama-style model pretrained from scratch on data/raw/pretrain.txt;
+- a local Hugging Face folder under data/sources/models/ (safetensors only: a
+  pickle-only checkpoint is refused);
+- a `.gguf` file under data/sources/models/, read by transformers through the
+  `gguf` package and dequantised to a normal folder;
+- a hub id (with `model.revision`), where the network allows.
+Local weights must live under data/sources/models/, a dependency of this stage
+in dvc.yaml: new weights at the same path rerun base and everything after it.
+The base model's identity (path + file hashes, or hub id + revision) is the
+`origin` in the lineage of models/base and of every model trained from it.
+
+A user's tokenizer is made ready for training (tokenizer.prepare_tokenizer):
+a chat template, no silent default system prompt, EOS = end of turn, a pad
+token that is not EOS; the decisions are in reports/base/metrics.json.
 """
 
 from __future__ import annotations
@@ -17,8 +29,12 @@ import argparse
 from pathlib import Path
 
 from . import config, lineage, training
-from .records import read_jsonl, write_json
+from .records import hash_fraction, read_jsonl, write_json
 from .tokenizer import END, train_tokenizer
+
+# Local base models must live here: a DVC dependency of this stage (dvc.yaml).
+MODELS_DIR = Path("data/sources/models")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 # --------------------------------------------------------------------------- data
@@ -53,9 +69,13 @@ def tiny_llama(tokenizer, cfg: config.ModelConfig):
     return LlamaForCausalLM(conf)
 
 
-# --------------------------------------------------------------------------- stage
-# Steps between checkpoints a killed pretraining run can resume from (checkpoints/base).
-SAVE_STEPS = 100
+# --------------------------------------------------------------------------- from scratch
+def split_blocks(blocks: list[list[int]], fraction: float) -> tuple[list, list]:
+    """Validation blocks by content hash (stable when the corpus grows)."""
+    train, val = [], []
+    for b in blocks:
+        (val if hash_fraction("validation\x00" + ",".join(map(str, b))) < fraction else train).append(b)
+    return train, val
 
 
 def pretrain(cfg: config.ModelConfig, seed: int, raw_dir: Path, report: Path, stamp: dict):
@@ -65,49 +85,116 @@ def pretrain(cfg: config.ModelConfig, seed: int, raw_dir: Path, report: Path, st
     device = training.setup_torch(seed, cfg.threads)
     tokenizer = train_tokenizer(corpus_texts(raw_dir), cfg.vocab_size)
     model = tiny_llama(tokenizer, cfg)
+    training.apply_dropout(model, cfg.dropout)
     lines = (raw_dir / "pretrain.txt").read_text(encoding="utf-8").splitlines()
-    blocks = pretrain_blocks(tokenizer, lines, cfg.pretrain_block_size)
+    blocks, val = split_blocks(pretrain_blocks(tokenizer, lines, cfg.pretrain_block_size), cfg.validation_fraction)
     print(f"base: tokenizer {len(tokenizer)} tokens; model {model.num_parameters():,} parameters; "
-          f"{len(blocks)} blocks of {cfg.pretrain_block_size} tokens; device {device}")
+          f"{len(blocks)} training and {len(val)} validation blocks of {cfg.pretrain_block_size} tokens")
 
     checkpoints = Path("checkpoints/base")
     resume = training.prepare_checkpoints(checkpoints, stamp)
     args = TrainingArguments(
-        **training.common_args(checkpoints, seed, device),
+        **(training.common_args(checkpoints, seed, device) | training.recipe_args(cfg, bool(val))),
         max_steps=cfg.pretrain_steps, per_device_train_batch_size=cfg.pretrain_batch_size,
-        learning_rate=cfg.learning_rate, save_strategy="steps", save_steps=SAVE_STEPS,
+        per_device_eval_batch_size=cfg.pretrain_batch_size, learning_rate=cfg.learning_rate,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": blocks}),
+        eval_dataset=Dataset.from_dict({"input_ids": val}) if val else None,
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        callbacks=[training.live_callback(report / "live")],
+        callbacks=training.recipe_callbacks(cfg, bool(val), report / "live"),
     )
     if resume:
         print(f"base: resuming the killed run from {checkpoints}")
     trainer.train(resume_from_checkpoint=True if resume else None)
     training.finish_checkpoints(checkpoints)
     return trainer.model, tokenizer, training.final_metrics(trainer.state.log_history) | {
-        "parameters": model.num_parameters(), "vocab_size": len(tokenizer), "pretrain_blocks": len(blocks)}
+        "parameters": model.num_parameters(), "vocab_size": len(tokenizer), "pretrain_blocks": len(blocks),
+        "validation_blocks": len(val)}
 
 
-def load_given(cfg: config.ModelConfig):
-    """A user's base model: a local folder, or a hub id where the network allows."""
+# --------------------------------------------------------------------------- a user's model
+class BaseModelError(ValueError):
+    """`model.base` names something this stage cannot (or must not) load; the message says why."""
+
+
+def _digest(files: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(f"{p}\0{h}\n" for p, h in sorted(files.items())).encode()).hexdigest()
+
+
+def resolve_base(cfg: config.ModelConfig) -> dict:
+    """What `model.base` names, as the origin recorded in every later lineage.
+
+    Local: {kind: folder|gguf, path, sha256 over its files, files}. Hub: {kind: hub, id, revision}."""
+    import os
+
+    name, path = cfg.base, Path(cfg.base)
+    is_hub_id = not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "data/")) \
+        and not name.endswith(".gguf")
+    if is_hub_id:
+        return {"kind": "hub", "id": name, "revision": cfg.revision or "main"}
+    if not path.exists():
+        raise BaseModelError(f"params.yaml: `model.base`: {name} does not exist (a folder or .gguf file under "
+                             f"{MODELS_DIR}/, or a hub id like `org/name`)")
+    inside = Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(MODELS_DIR)))
+    if not inside:
+        raise BaseModelError(f"params.yaml: `model.base`: {name} is outside {MODELS_DIR}/, which is the base "
+                             f"stage's DVC dependency: new weights there would rerun nothing. Copy it into "
+                             f"{MODELS_DIR}/ and point `model.base` at the copy.")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise BaseModelError(f"params.yaml: `model.base`: {name} is a file but not a .gguf; give a Hugging Face "
+                                 "model folder (safetensors) or a .gguf file")
+        kind = "gguf"
+    else:
+        weights = sorted(p.name for p in path.iterdir() if p.is_file())
+        if not any(w.endswith(".safetensors") for w in weights):
+            pickled = [w for w in weights if w.endswith(PICKLE_SUFFIXES)]
+            why = (f"it holds only pickled weights ({', '.join(pickled)}), which can run code when loaded; "
+                   "convert them to safetensors (e.g. `save_pretrained(..., safe_serialization=True)` where you "
+                   "trust the file)") if pickled else "it holds no *.safetensors weights"
+            raise BaseModelError(f"params.yaml: `model.base`: refused {name}: {why}")
+        if not (path / "config.json").is_file():
+            raise BaseModelError(f"params.yaml: `model.base`: {name} has no config.json (not a Hugging Face folder)")
+        kind = "folder"
+    files = lineage.hash_inputs([path])
+    return {"kind": kind, "path": name, "sha256": _digest(files), "files": files}
+
+
+def load_given(cfg: config.ModelConfig, origin: dict, device: str = "cpu"):
+    """A user's base model, in the stage's dtype, with its tokenizer made ready for training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .tokenizer import ensure_chat_template
+    from .tokenizer import prepare_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(cfg.base, trust_remote_code=False, use_safetensors=True)
-    before = len(tokenizer)
-    ensure_chat_template(tokenizer)
-    if len(tokenizer) != before:
-        model.resize_token_embeddings(len(tokenizer))
-    if model.generation_config is not None:
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer, {"parameters": model.num_parameters(), "vocab_size": len(tokenizer)}
+    kw = {"trust_remote_code": False, "dtype": training.torch_dtype(cfg.dtype, device)}
+    if origin["kind"] == "gguf":
+        path = Path(origin["path"])
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kw)
+        # Dequantised on load: the weights are plain tensors now, and a folder that
+        # still said "gguf quantization" would not load as the normal folder it is.
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.hf_quantizer, model.is_quantized = None, False
+    elif origin["kind"] == "hub":
+        revision = cfg.revision or None
+        tokenizer = AutoTokenizer.from_pretrained(origin["id"], revision=revision, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(origin["id"], revision=revision, use_safetensors=True, **kw)
+        origin["commit"] = getattr(model.config, "_commit_hash", None)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(origin["path"], trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(origin["path"], use_safetensors=True, **kw)
+    decisions = prepare_tokenizer(tokenizer, model, cfg.default_system_prompt)
+    conf = model.config.get_text_config()
+    return model, tokenizer, {"parameters": model.num_parameters(), "vocab_size": len(tokenizer),
+                              "context_length": getattr(conf, "max_position_embeddings", None),
+                              "dtype": str(model.dtype).removeprefix("torch."), "tokenizer": decisions}
 
 
+# --------------------------------------------------------------------------- stage
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default=config.PARAMS_FILE)
@@ -119,16 +206,23 @@ def main(argv=None) -> None:
     raw, out, report = Path(args.raw), Path(args.out), Path(args.report)
 
     if cfg.base:
-        model, tokenizer, metrics = load_given(cfg)
-        inputs, summary, base = ([cfg.base] if Path(cfg.base).exists() else []), "A base model brought by the user.", cfg.base
+        origin = resolve_base(cfg)
+        device = training.setup_torch(seed, cfg.threads)
+        inputs = [cfg.base] if origin["kind"] != "hub" else []
+        model, tokenizer, metrics = load_given(cfg, origin, device)
+        summary = f"A base model brought by the user ({origin['kind']}), made ready for chat training."
+        base = cfg.base + (f"@{origin['revision']}" if origin["kind"] == "hub" else "")
+        (report / "live").mkdir(parents=True, exist_ok=True)  # no pretraining curves; the output still exists
+        print(f"base: {cfg.base} ({origin['kind']}); tokenizer: {metrics['tokenizer']}")
     else:
         inputs = [raw / "pretrain.txt", raw / "records.jsonl"]
+        origin = {"kind": "scratch"}
         model, tokenizer, metrics = pretrain(cfg, seed, raw, report, lineage.stamp("base", inputs, cfg, seed))
         summary = "A tiny Llama-style model pretrained from scratch on the instructflow default corpus."
         base = "from scratch"
-    stamp = lineage.stamp("base", inputs, cfg, seed)
+    stamp = lineage.stamp("base", inputs, cfg, seed) | {"origin": {k: v for k, v in origin.items() if k != "files"}}
     training.save_model_folder(model, tokenizer, out, stamp, summary, base, metrics)
-    write_json(report / "metrics.json", {**metrics, "lineage": stamp})
+    write_json(report / "metrics.json", {**metrics, "origin": stamp["origin"], "lineage": stamp})
     print(f"base: saved to {out}; {metrics}")
 
 

@@ -1,15 +1,25 @@
 """Stage safety: safety training on preference pairs, the SFT model as reference.
 
-Reads `params.yaml: safety` (+ seed), models/sft/ and data/filtered/pairs.jsonl.
-Writes models/safety/ (Hugging Face folder + lineage + model card) and
-reports/safety/ (metrics.json, dvclive curves).
+Reads `params.yaml: safety` (+ seed), models/sft/, data/filtered/pairs.jsonl and
+data/onpolicy/pairs.jsonl (the SFT model's own answers made into pairs by the
+onpolicy stage; a missing or empty file counts as none). Writes models/safety/
+(Hugging Face folder + lineage + model card; with LoRA the adapter too, in
+models/safety/adapter/) and reports/safety/ (metrics.json, dvclive curves).
 
 Methods:
 - dpo (default): TRL's DPOTrainer with an added SFT term on the chosen replies
   (`loss_type=["sigmoid", "sft"]`). Plain DPO cannot create a refusal the SFT
   model never produces: reward accuracy reaches 1.0 while the chosen reply also
   gets less likely. The SFT term keeps the chosen replies likely.
-- refusal_sft: plain SFT on the chosen replies (a simpler baseline).
+- refusal_sft: SFT on the chosen replies (assistant tokens only).
+Either with `safety.lora: true`: LoRA adapters train, and DPO's reference is the
+same model with the adapters disabled (no second copy in memory). Reference
+log-probs are computed per batch unless `precompute_ref_log_probs` asks for one
+pass over every pair first (worth it only over several epochs).
+
+A validation slice of the pairs (by content hash of the prompt) gives the
+validation loss for early stopping. Pairs longer than `max_length` are dropped
+and counted, never truncated out of the loss.
 """
 
 from __future__ import annotations
@@ -18,49 +28,80 @@ import argparse
 from pathlib import Path
 
 from . import config, lineage, training
-from .records import read_jsonl, write_json
+from .records import hash_fraction, prompt_of, read_jsonl, write_json
 
 
-def load_pairs(path: str) -> list[dict]:
-    return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in read_jsonl(path)]
+def load_pairs(*paths: str) -> tuple[list[dict], dict]:
+    """Pairs from each file that exists (a missing or empty file is none); counts per file."""
+    pairs, counts = [], {}
+    for path in paths:
+        rows = list(read_jsonl(path)) if Path(path).is_file() else []
+        counts[path] = len(rows)
+        pairs += [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in rows]
+    return pairs, counts
 
 
-# Steps between checkpoints a killed run can resume from (checkpoints/safety).
-SAVE_STEPS = 50
+def split_pairs(pairs: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    train, val = [], []
+    for p in pairs:
+        (val if hash_fraction("validation\x00" + prompt_of(p["prompt"])) < fraction else train).append(p)
+    return train, val
 
 
-def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, pairs, checkpoints, report,
-              resume: bool):
+def fits(tokenizer, pair: dict, max_length: int) -> bool:
+    """Both prompt+chosen and prompt+rejected render within max_length tokens."""
+    return all(len(training._ids(tokenizer, pair["prompt"] + pair[side])) <= max_length
+               for side in ("chosen", "rejected"))
+
+
+def peft_config(cfg: config.SafetyConfig):
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=cfg.dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, train, val, max_length: int,
+              checkpoints: Path, report: Path, resume: bool):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        **training.common_args(checkpoints, seed, device),
+        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val))),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
         beta=cfg.beta, loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight],
-        max_length=cfg.max_length, gradient_checkpointing=False, save_strategy="steps", save_steps=SAVE_STEPS,
-        precompute_ref_log_probs=True,  # the reference is frozen: score it once, not every step
+        max_length=max_length, gradient_checkpointing=False, disable_dropout=cfg.dropout == 0,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
     )
     trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list(pairs), callbacks=[training.live_callback(report / "live")])
+                         train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(val) if val else None,
+                         peft_config=peft_config(cfg), callbacks=training.recipe_callbacks(cfg, bool(val), report / "live"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
 
-def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, pairs, checkpoints, report,
-                      resume: bool):
+def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, train, val,
+                      max_length: int, checkpoints: Path, report: Path, resume: bool):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    chats = [{"messages": p["prompt"] + p["chosen"]} for p in pairs]
+    def rows(pairs):
+        return training.supervised_dataset(tokenizer, [p["prompt"] + p["chosen"] for p in pairs], max_length,
+                                           "safety: refusal_sft")[0]
+
+    train_rows, val_rows = rows(train), rows(val)
     args = SFTConfig(
-        **training.common_args(checkpoints, seed, device),
+        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        max_length=cfg.max_length, assistant_only_loss=True, gradient_checkpointing=False,
-        save_strategy="steps", save_steps=SAVE_STEPS,
+        per_device_eval_batch_size=cfg.batch_size, max_length=max_length, gradient_checkpointing=False,
+        dataset_num_proc=None,
     )
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(chats),
-                         callbacks=[training.live_callback(report / "live")])
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(val_rows) if val_rows else None, peft_config=peft_config(cfg),
+                         callbacks=training.recipe_callbacks(cfg, bool(val_rows), report / "live"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
@@ -70,33 +111,74 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default=config.PARAMS_FILE)
     ap.add_argument("--sft", default="models/sft")
     ap.add_argument("--data", default="data/filtered/pairs.jsonl")
+    ap.add_argument("--onpolicy", default="data/onpolicy/pairs.jsonl")
     ap.add_argument("--out", default="models/safety")
     ap.add_argument("--report", default="reports/safety")
+    ap.add_argument("--checkpoints", default="checkpoints/safety")
     args = ap.parse_args(argv)
     cfg, seed = config.load("safety", args.params)
-    out, report, checkpoints = Path(args.out), Path(args.report), Path("checkpoints/safety")
+    out, report, checkpoints = Path(args.out), Path(args.report), Path(args.checkpoints)
 
-    pairs = load_pairs(args.data)
-    print(f"safety: {len(pairs)} preference pairs, method {cfg.method}")
+    # ---- pairs
+    pairs, counts = load_pairs(args.data, args.onpolicy)
+    print(f"safety: {len(pairs)} preference pairs ({counts}), method {cfg.method}{' + LoRA' if cfg.lora else ''}")
+
+    # ---- model
+    from accelerate import PartialState
+
     device = training.setup_torch(seed, cfg.threads)
-    model, tokenizer = training.load_model_folder(Path(args.sft))
-    stamp = lineage.stamp("safety", [args.sft, args.data], cfg, seed)
-    resume = training.prepare_checkpoints(checkpoints, stamp)
+    prompt_tuned = training.is_prompt_tuned(Path(args.sft))
+    if prompt_tuned and cfg.lora:
+        raise ValueError(f"safety: {args.sft} was prompt-tuned (sft.method prompt_tuning); LoRA cannot stack on a "
+                         "soft prompt here. Set `safety.lora: false` (the soft prompt then trains further).")
+    model, tokenizer = training.load_model_folder(Path(args.sft), cfg.dtype, device)
+    if prompt_tuned:  # the soft prompt trains on; the reference is a frozen copy of it (TRL's "ref" adapter)
+        for name, p in model.named_parameters():
+            p.requires_grad = "prompt_encoder" in name
+    training.apply_dropout(model, cfg.dropout)
+    max_length = training.model_max_length(model, tokenizer, cfg.max_length)
+    kept = [p for p in pairs if fits(tokenizer, p, max_length)]
+    too_long = len(pairs) - len(kept)
+    if too_long:
+        print(f"safety: {too_long} pair(s) longer than max_length={max_length} tokens dropped (counted in metrics)")
+    if not kept:
+        raise ValueError(f"safety: no preference pair in {args.data} / {args.onpolicy} fits max_length={max_length}")
+    train, val = split_pairs(kept, cfg.validation_fraction)
+
+    # ---- train (resuming a killed run with the same inputs)
+    inputs = [args.sft, args.data] + ([args.onpolicy] if Path(args.onpolicy).is_file() else [])
+    stamp = lineage.stamp("safety", inputs, cfg, seed) | {"origin": training.origin_of(Path(args.sft))}
+    with PartialState().main_process_first():
+        resume = training.prepare_checkpoints(checkpoints, stamp)
     if resume:
         print(f"safety: resuming the killed run from {checkpoints}")
-    train = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]
-    trainer = train(cfg, seed, device, model, tokenizer, pairs, checkpoints, report, resume)
+    train_fn = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]
+    trainer = train_fn(cfg, seed, device, model, tokenizer, train, val, max_length, checkpoints, report, resume)
 
+    # ---- save (one process)
     history = trainer.state.log_history
-    metrics = training.final_metrics(history) | {"pairs": len(pairs), "method": cfg.method}
+    metrics = training.final_metrics(history) | {
+        "pairs": len(pairs), "pairs_by_file": counts, "too_long_dropped": too_long, "train_pairs": len(train),
+        "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "max_length": max_length,
+        "best_step": int(trainer.state.best_global_step or 0)}
     accuracies = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]
     if accuracies:
         metrics["final_reward_accuracy"] = round(accuracies[-1], 4)
-    training.save_model_folder(trainer.model, tokenizer, out, stamp,
-                               f"Safety training ({cfg.method}) on preference pairs; the SFT model is the reference.",
-                               args.sft, metrics)
-    write_json(report / "metrics.json", {**metrics, "lineage": stamp})
-    training.finish_checkpoints(checkpoints)
+    if trainer.is_world_process_zero():
+        model = trainer.model
+        if cfg.lora:
+            training.save_adapter(model, out)
+            model = model.merge_and_unload()
+        elif prompt_tuned:
+            if "ref" in getattr(model, "peft_config", {}):
+                model.delete_adapter("ref")
+            training.save_adapter(model, out)
+            model = model.get_base_model()
+        training.save_model_folder(model, tokenizer, out, stamp,
+                                   f"Safety training ({cfg.method}{', LoRA' if cfg.lora else ''}) on preference "
+                                   "pairs; the SFT model is the reference.", args.sft, metrics)
+        write_json(report / "metrics.json", {**metrics, "lineage": stamp})
+        training.finish_checkpoints(checkpoints)
     print(f"safety: saved to {out}; {metrics}")
 
 

@@ -1,15 +1,26 @@
 """Stage sft: supervised instruction fine-tuning with TRL.
 
 Reads `params.yaml: sft` (+ seed), models/base/ and data/filtered/sft.jsonl.
-Writes models/sft/ (Hugging Face folder + lineage + model card) and
-reports/sft/ (metrics.json, dvclive curves).
+Writes models/sft/ (Hugging Face folder + lineage + model card; with LoRA or
+prompt tuning the PEFT adapter too, in models/sft/adapter/) and reports/sft/
+(metrics.json, dvclive curves).
 
-Loss is on assistant tokens only (the chat template's `{% generation %}` markers
-give TRL the mask). A slice of the training split, chosen by content hash, is
-held back for validation loss; training stops early when it stops improving
-and the best checkpoint is kept. Checkpoints go to checkpoints/sft, outside the
-DVC outputs: a killed run resumes from the last one when it is rerun with the
-same inputs, and a finished run deletes them.
+Loss is on assistant tokens only, for any chat template: labels are built by
+`training.supervised_dataset` (the template's `{% generation %}` markers where
+present, otherwise the span of every assistant turn in the rendering).
+Examples longer than `max_length` are dropped and counted in the metrics.
+
+Methods: full (all weights), lora (adapters, merged into the saved folder; the
+adapter is kept beside it) and prompt_tuning (the seed's prompt learning: only
+a soft prompt trains; it cannot be merged, so the folder keeps the base weights
+and the prompt in adapter/, which `training.load_model_folder` applies).
+
+Batching (`sft.batching`): padded to the longest, length-grouped, packed, or
+padding-free (examples concatenated, position ids restart per example). A slice
+of the training split, chosen by content hash, is held back for validation
+loss; early stopping keeps the best checkpoint. Checkpoints go to
+checkpoints/sft, outside the DVC outputs: a killed run resumes from the last one
+when it is rerun with the same inputs, and a finished run deletes them.
 """
 
 from __future__ import annotations
@@ -32,12 +43,60 @@ def split_train_validation(examples: list[dict], fraction: float) -> tuple[list[
 
 
 def peft_config(cfg: config.SFTConfig):
-    if cfg.method != "lora":
-        return None
-    from peft import LoraConfig
+    if cfg.method == "lora":
+        from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+        return LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=cfg.dropout,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+    if cfg.method == "prompt_tuning":
+        from peft import PromptTuningConfig
+
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.prompt_tokens,
+                                  prompt_tuning_init="RANDOM")
+    return None
+
+
+def effective_batching(cfg: config.SFTConfig) -> str:
+    """PEFT prompt tuning drops position ids, so concatenated batches would attend
+    across examples: prompt tuning pads (length-grouped) instead."""
+    if cfg.method == "prompt_tuning" and cfg.batching in ("packed", "padding_free"):
+        return "grouped"
+    return cfg.batching
+
+
+def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenizer, train_rows: list[dict],
+                  val_rows: list[dict], max_length: int, checkpoints: Path, live: Path):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    batching = effective_batching(cfg)
+    sft_args = SFTConfig(
+        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))
+           | training.batching_args(batching)),
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size * 2,
+        # Rows are already tokenized and within max_length (longer ones dropped and counted);
+        # padding-free without packing wants no max_length at all.
+        max_length=None if batching == "padding_free" else max_length,
+        gradient_checkpointing=False, dataset_num_proc=None,
+    )
+    return SFTTrainer(
+        model=model, args=sft_args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+        peft_config=peft_config(cfg), callbacks=training.recipe_callbacks(cfg, bool(val_rows), live),
+    )
+
+
+def save(cfg, trainer, tokenizer, out: Path, stamp: dict, base: str, metrics: dict, summary: str) -> None:
+    """full: the model; lora: merged folder + adapter/; prompt_tuning: base weights + adapter/ (the prompt)."""
+    model = trainer.model
+    if cfg.method == "lora":
+        training.save_adapter(model, out)
+        model = model.merge_and_unload()  # a plain folder that loads without PEFT
+    elif cfg.method == "prompt_tuning":
+        training.save_adapter(model, out)
+        model = model.get_base_model()
+    training.save_model_folder(model, tokenizer, out, stamp, summary, base, metrics)
 
 
 def main(argv=None) -> None:
@@ -47,57 +106,57 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default="data/filtered/sft.jsonl")
     ap.add_argument("--out", default="models/sft")
     ap.add_argument("--report", default="reports/sft")
+    ap.add_argument("--checkpoints", default="checkpoints/sft")
     args = ap.parse_args(argv)
     cfg, seed = config.load("sft", args.params)
-    out, report, checkpoints = Path(args.out), Path(args.report), Path("checkpoints/sft")
+    out, report, checkpoints = Path(args.out), Path(args.report), Path(args.checkpoints)
 
     # ---- data
     examples = [{"messages": ex["messages"]} for ex in read_jsonl(args.data)]
     train, val = split_train_validation(examples, cfg.validation_fraction)
     print(f"sft: {len(train)} training and {len(val)} validation examples")
 
-    # ---- model and trainer
-    from datasets import Dataset
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig, SFTTrainer
+    # ---- model and tokenized rows (assistant-only labels)
+    from accelerate import PartialState
 
     device = training.setup_torch(seed, cfg.threads)
-    model, tokenizer = training.load_model_folder(Path(args.base))
-    stamp = lineage.stamp("sft", [args.base, args.data], cfg, seed)
-    resume = training.prepare_checkpoints(checkpoints, stamp)
-    sft_args = SFTConfig(
-        **training.common_args(checkpoints, seed, device),
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size * 2,
-        max_length=cfg.max_length, assistant_only_loss=True, packing=False, gradient_checkpointing=False,
-        eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
-        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="eval_loss",
-        greater_is_better=False, dataset_num_proc=None,
-    )
-    trainer = SFTTrainer(
-        model=model, args=sft_args, processing_class=tokenizer,
-        train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(val),
-        peft_config=peft_config(cfg),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience),
-                   training.live_callback(report / "live")],
-    )
+    model, tokenizer = training.load_model_folder(Path(args.base), cfg.dtype, device)
+    if training.is_prompt_tuned(Path(args.base)):
+        raise ValueError(f"sft: {args.base} carries a soft prompt; sft needs a plain base model folder")
+    training.apply_dropout(model, cfg.dropout)
+    max_length = training.model_max_length(model, tokenizer, cfg.max_length)
+    train_rows, train_stats = training.supervised_dataset(tokenizer, [e["messages"] for e in train], max_length,
+                                                          f"sft: {args.data} (training split)")
+    val_rows, val_stats = training.supervised_dataset(tokenizer, [e["messages"] for e in val], max_length,
+                                                      f"sft: {args.data} (validation split)")
+    if not train_rows:
+        raise ValueError(f"sft: no training example of {args.data} fits max_length={max_length}")
+
+    # ---- train (resuming a killed run with the same inputs)
+    stamp = lineage.stamp("sft", [args.base, args.data], cfg, seed) | {"origin": training.origin_of(Path(args.base))}
+    with PartialState().main_process_first():
+        resume = training.prepare_checkpoints(checkpoints, stamp)
+    trainer = build_trainer(cfg, seed, device, model, tokenizer, train_rows, val_rows, max_length, checkpoints,
+                            report / "live")
     if resume:
         print(f"sft: resuming the killed run from {checkpoints}")
     trainer.train(resume_from_checkpoint=True if resume else None)
 
-    # ---- save
-    model = trainer.model
-    if cfg.method == "lora":
-        model = model.merge_and_unload()  # a plain folder that loads without PEFT
+    # ---- save (one process)
     metrics = training.final_metrics(trainer.state.log_history) | {
+        "method": cfg.method, "batching": effective_batching(cfg), "max_length": max_length,
         "train_examples": len(train), "validation_examples": len(val),
+        "train_rows": train_stats["rows"], "validation_rows": val_stats["rows"],
+        "too_long_dropped": train_stats["too_long_dropped"] + val_stats["too_long_dropped"],
+        "supervised_tokens": train_stats["supervised_tokens"], "train_tokens": train_stats["tokens"],
         "best_step": int(trainer.state.best_global_step or 0),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
-    training.save_model_folder(model, tokenizer, out, stamp,
-                               "Supervised instruction fine-tuning (loss on assistant tokens only).",
-                               args.base, metrics)
-    write_json(report / "metrics.json", {**metrics, "lineage": stamp})
-    training.finish_checkpoints(checkpoints)
+    if trainer.is_world_process_zero():
+        save(cfg, trainer, tokenizer, out, stamp, args.base, metrics,
+             f"Supervised instruction fine-tuning ({cfg.method}; loss on assistant tokens only).")
+        write_json(report / "metrics.json", {**metrics, "lineage": stamp})
+        training.finish_checkpoints(checkpoints)
     print(f"sft: saved to {out}; {metrics}")
 
 

@@ -1,8 +1,14 @@
-"""What the training stages share: device set-up, trainer defaults, curves, saving.
+"""What the training stages share: device set-up, the recipe, loss masks, curves, saving.
 
 Kept in one place so base, sft and safety make the same choices:
-- CUDA with bf16 when there is a GPU; plain fp32 on the CPU, where TRL's
-  defaults (bf16, gradient checkpointing) are wrong.
+- CUDA with bf16 weights when the GPU supports it; plain fp32 on the CPU (a bf16
+  checkpoint is upcast: bf16 matmuls on a CPU are slow and lossy), overridable.
+- The seed's recipe (AdamW weight decay, schedule and warm-up, dropout,
+  accumulation, clipping, early stopping, checkpoint interval and count) from
+  each stage's params section, the same way for every stage.
+- Loss on assistant tokens only, for any chat template: labels are built here,
+  from `{% generation %}` markers when the template has them, otherwise from
+  where each assistant turn starts and ends in the rendering.
 - Deterministic: fixed seeds, deterministic kernels, a fixed thread count.
 - Training curves go to dvclive without timestamps (they are DVC-tracked plots).
 - Model folders are Hugging Face folders (safetensors) with a lineage stamp and
@@ -22,37 +28,209 @@ from .records import write_json
 CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
 
 
+# --------------------------------------------------------------------------- device
+def free_cores() -> int:
+    """Cores this process may use that other work is not already using (at least 1).
+
+    Two threads per process on a 2-core machine shared with another job ran about
+    6x slower than one: threads beyond the idle cores only contend."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cores, round(cores - load)))
+
+
 def setup_torch(seed: int, threads: int) -> str:
-    """Seed everything, pin the thread count, return the device kind ('cuda' or 'cpu')."""
+    """Seed everything, pin the thread count (0 = the free cores), return 'cuda' or 'cpu'."""
     import torch
     from transformers import set_seed
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.set_num_threads(max(1, threads))
+    n = threads if threads > 0 else free_cores()
+    torch.set_num_threads(n)
     set_seed(seed, deterministic=True)
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"training: device {device}, {n} torch thread(s)")
+    return device
 
 
-def device_args(device: str) -> dict:
-    """TrainingArguments fields that depend on the device."""
+def torch_dtype(name: str, device: str):
+    """The weight dtype: `auto` = bf16 on a CUDA GPU that supports it, float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def device_args(device: str, dtype=None) -> dict:
+    """TrainingArguments fields that depend on the device (and the weight dtype)."""
     import torch
 
     if device == "cuda":
-        return {"bf16": torch.cuda.is_bf16_supported(), "fp16": False, "use_cpu": False}
+        dtype = dtype or torch_dtype("auto", device)
+        return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "use_cpu": False}
     return {"bf16": False, "fp16": False, "use_cpu": True}
 
 
-def common_args(out_dir: Path, seed: int, device: str) -> dict:
+def common_args(out_dir: Path, seed: int, device: str, dtype=None) -> dict:
     """Defaults every trainer shares. Checkpoints live outside the DVC outputs."""
     return {
         "output_dir": str(out_dir), "seed": seed, "data_seed": seed,
         "report_to": "none", "disable_tqdm": True, "logging_steps": 10,
         "dataloader_num_workers": 0,
         "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "weight_decay": 0.0,
-        **device_args(device),
+        **device_args(device, dtype),
     }
 
 
+# --------------------------------------------------------------------------- recipe
+def recipe_args(cfg, validation: bool) -> dict:
+    """TrainingArguments for the seed's recipe, from a stage's RecipeConfig section."""
+    args = {
+        "optim": "adamw_torch", "weight_decay": cfg.weight_decay, "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio, "gradient_accumulation_steps": cfg.grad_accumulation,
+        "max_grad_norm": cfg.max_grad_norm, "save_strategy": "steps", "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+    }
+    if validation:
+        args |= {"eval_strategy": "steps", "eval_steps": cfg.eval_steps}
+        if cfg.patience:
+            args |= {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
+    return args
+
+
+def recipe_callbacks(cfg, validation: bool, live_dir: Path) -> list:
+    from transformers import EarlyStoppingCallback
+
+    out = [live_callback(live_dir)]
+    if validation and cfg.patience:
+        out.insert(0, EarlyStoppingCallback(early_stopping_patience=cfg.patience))
+    return out
+
+
+DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
+                  "hidden_dropout_prob", "attention_probs_dropout_prob", "activation_dropout")
+
+
+def apply_dropout(model, p: float) -> list[str]:
+    """Set dropout on the model config and on the built modules (which copied it at
+    construction); return the config fields set. Llama-style models have only
+    attention dropout."""
+    import torch
+
+    conf = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    names = [n for n in DROPOUT_FIELDS if isinstance(getattr(conf, n, None), (int, float))
+             and not isinstance(getattr(conf, n), bool)]
+    for n in names:
+        setattr(conf, n, p)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        for n in names:
+            if isinstance(getattr(module, n, None), float):
+                setattr(module, n, p)
+    return names
+
+
+def model_max_length(model, tokenizer, wanted: int) -> int:
+    """`wanted` when set (> 0), else the model's context length."""
+    if wanted > 0:
+        return wanted
+    conf = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    limits = [getattr(conf, "max_position_embeddings", None), tokenizer.model_max_length]
+    return min(x for x in limits if isinstance(x, int) and 0 < x < 10**7)
+
+
+# --------------------------------------------------------------------------- loss masks
+class TemplateError(ValueError):
+    """The chat template cannot give an assistant-only loss mask for an example."""
+
+
+def _ids(tokenizer, messages, **kw) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
+
+
+def supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
+    """`input_ids` + `labels` (-100 outside assistant text) for one conversation.
+
+    With `{% generation %}` markers the template's own assistant mask is used.
+    Otherwise each assistant turn i is located by rendering the messages before
+    it (with the generation prompt) and up to it: the tokens in between are the
+    reply and its end of turn. Every assistant turn is supervised, not just the
+    last. A template that renders earlier turns differently once later ones
+    follow (not prefix-preserving) gets one row per assistant turn instead."""
+    from .tokenizer import has_generation_markers
+
+    if has_generation_markers(tokenizer.chat_template):
+        enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
+        if 1 not in mask:
+            raise TemplateError("the chat template's {% generation %} markers mark no token of the reply")
+        return [{"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}]
+    full = _ids(tokenizer, messages)
+    labels, rows = [-100] * len(full), []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = _ids(tokenizer, messages[:i], add_generation_prompt=True)
+        upto = _ids(tokenizer, messages[:i + 1])
+        start = len(os.path.commonprefix([before, upto]))
+        if start == len(upto):
+            raise TemplateError(f"the chat template renders assistant turn {i} as no tokens")
+        if full[:len(upto)] == upto:
+            labels[start:len(upto)] = full[start:len(upto)]
+        else:  # not prefix-preserving: this turn becomes its own row
+            rows.append({"input_ids": upto, "labels": [-100] * start + upto[start:]})
+    if any(t != -100 for t in labels):
+        rows.insert(0, {"input_ids": full, "labels": labels})
+    return rows
+
+
+def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: int, what: str):
+    """Tokenized rows with assistant-only labels; rows longer than `max_length` are
+    dropped and counted (never silently cut out of the loss). Returns (rows, stats)."""
+    rows, too_long, supervised, tokens = [], 0, 0, 0
+    for n, messages in enumerate(conversations):
+        try:
+            made = supervised_rows(tokenizer, messages)
+        except TemplateError as err:
+            raise TemplateError(f"{what}: example {n + 1}: {err}") from None
+        for row in made:
+            if len(row["input_ids"]) > max_length:
+                too_long += 1
+                continue
+            rows.append(row)
+            tokens += len(row["input_ids"])
+            supervised += sum(t != -100 for t in row["labels"])
+    if too_long:
+        print(f"{what}: {too_long} example(s) longer than max_length={max_length} tokens dropped (counted in metrics)")
+    return rows, {"rows": len(rows), "too_long_dropped": too_long, "tokens": tokens, "supervised_tokens": supervised}
+
+
+def batching_args(batching: str) -> dict:
+    """SFTConfig fields for a batching mode (see `sft.batching`; chosen by `make bench`)."""
+    return {
+        "padded": {"packing": False, "padding_free": False, "train_sampling_strategy": "random"},
+        "grouped": {"packing": False, "padding_free": False, "train_sampling_strategy": "group_by_length"},
+        "packed": {"packing": True, "packing_strategy": "bfd", "padding_free": True},
+        "padding_free": {"packing": False, "padding_free": True},
+    }[batching]
+
+
+# --------------------------------------------------------------------------- lineage of the base model
+def origin_of(folder: Path) -> dict | None:
+    """The base model's identity carried in a model folder's lineage (path + hashes, or hub id + revision)."""
+    path = Path(folder) / "lineage.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("origin")
+
+
+# --------------------------------------------------------------------------- checkpoints
 def prepare_checkpoints(directory: Path, stamp: dict) -> bool:
     """Make `directory` ready for this run; True when a killed run with the same
     inputs, params, seed and code left a checkpoint to resume from.
@@ -130,10 +308,33 @@ def save_model_folder(model, tokenizer, out: Path, stamp: dict, summary: str, ba
     modelcard.write(out, stamp, summary, base, metrics)
 
 
-def load_model_folder(path: Path):
-    """Load a Hugging Face model folder safely (safetensors only, no remote code)."""
+# Where an adapter-trained stage keeps its PEFT adapter, inside its model folder.
+ADAPTER = "adapter"
+
+
+def load_model_folder(path: Path, dtype: str = "auto", device: str = "cpu"):
+    """Load a Hugging Face model folder safely (safetensors only, no remote code).
+
+    A folder whose soft prompt lives in `adapter/` (sft method prompt_tuning:
+    prompts cannot be merged into weights) comes back as a PEFT model with the
+    prompt applied."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True)
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True,
+                                                 dtype=torch_dtype(dtype, device))
+    if is_prompt_tuned(path):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, Path(path) / ADAPTER, is_trainable=False)
     return model, tokenizer
+
+
+def is_prompt_tuned(path: Path) -> bool:
+    conf = Path(path) / ADAPTER / "adapter_config.json"
+    return conf.is_file() and json.loads(conf.read_text(encoding="utf-8")).get("peft_type") == "PROMPT_TUNING"
+
+
+def save_adapter(peft_model, out: Path) -> None:
+    """The PEFT adapter alone (safetensors), beside the merged weights."""
+    peft_model.save_pretrained(Path(out) / ADAPTER, safe_serialization=True)

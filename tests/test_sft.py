@@ -1,0 +1,154 @@
+"""Stage sft: assistant-only loss masks for any template, every method, every batching."""
+
+import json
+
+import pytest
+
+from instructflow import sft, training
+from instructflow.tokenizer import train_tokenizer
+
+from test_base import CHATS, TEXTS, chatml_tokenizer, tiny_model, write_jsonl, write_model, write_params
+
+
+def supervised_text(tok, row) -> str:
+    """The supervised tokens of a row, decoded, with a '|' where supervision breaks."""
+    out, prev = [], False
+    for t, label in zip(row["input_ids"], row["labels"]):
+        if label != -100:
+            assert label == t
+            out.append(tok.convert_ids_to_tokens(t))
+        elif prev:
+            out.append("|")
+        prev = label != -100
+    return tok.convert_tokens_to_string(out)
+
+
+# --------------------------------------------------------------------------- masks
+def test_mask_without_markers_covers_every_assistant_turn():
+    tok = chatml_tokenizer()
+    tok.chat_template = tok.chat_template.replace("You are a tiny test model.", "")  # as base leaves it
+    rows = training.supervised_rows(tok, CHATS[1])  # two assistant turns
+    assert len(rows) == 1
+    ids, labels = rows[0]["input_ids"], rows[0]["labels"]
+    assert ids == tok.apply_chat_template(CHATS[1], tokenize=True, return_dict=True)["input_ids"]
+    # token by token: exactly each reply and its end of turn, nothing of the prompt or the user turns
+    # (byte-level decoding puts a space before a lone newline; compare without whitespace)
+    assert "".join(supervised_text(tok, rows[0]).split()) == "catcat<|im_end|>|Youarewelcome.<|im_end|>"
+    assert supervised_text(tok, rows[0]).count("\n") == 2  # each turn's closing newline is part of it
+    supervised = [tok.convert_ids_to_tokens(t) for t, lab in zip(ids, labels) if lab != -100]
+    assert supervised.count("<|im_end|>") == 2 and "<|im_start|>" not in supervised
+    first_user = tok.apply_chat_template(CHATS[1][:1], tokenize=True, add_generation_prompt=True,
+                                         return_dict=True)["input_ids"]
+    assert all(lab == -100 for lab in labels[:len(first_user)])
+
+
+def test_mask_with_generation_markers():
+    tok = train_tokenizer(TEXTS, 300)  # the embedded template has {% generation %} markers
+    rows = training.supervised_rows(tok, CHATS[1])
+    assert len(rows) == 1
+    assert supervised_text(tok, rows[0]) == " cat cat<|end|>| You are welcome.<|end|>"  # prefix spaces
+    ids = rows[0]["input_ids"]
+    assert [tok.convert_ids_to_tokens(t) for t, lab in zip(ids, rows[0]["labels"]) if lab == -100][:1] == ["<|user|>"]
+
+
+def test_template_that_rewrites_history_gets_a_row_per_turn():
+    tok = chatml_tokenizer()
+    # earlier assistant turns rendered without their text once later turns follow (as reasoning templates do)
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
+                         "{{ '<|im_start|>assistant\n<|im_end|>\n' }}{% else %}"
+                         "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}"
+                         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    rows = training.supervised_rows(tok, CHATS[1])
+    texts = sorted(supervised_text(tok, r) for r in rows)
+    assert ["".join(t.split()) for t in texts] == ["Youarewelcome.<|im_end|>", "catcat<|im_end|>"]
+
+
+def test_too_long_examples_are_dropped_and_counted():
+    tok = train_tokenizer(TEXTS, 300)
+    long_chat = [{"role": "user", "content": "cat " * 80}, {"role": "assistant", "content": "cold"}]
+    rows, stats = training.supervised_dataset(tok, [CHATS[0], long_chat], 32, "test")
+    assert stats["too_long_dropped"] == 1 and stats["rows"] == 1 and len(rows) == 1
+    assert stats["supervised_tokens"] == sum(lab != -100 for lab in rows[0]["labels"])
+
+
+def test_padding_free_batch_has_the_same_loss_as_padded():
+    """Concatenated examples with restarting position ids attend only within their
+    own example (transformers builds the block-diagonal mask from position ids
+    when there is no attention mask and no cache)."""
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    tok = train_tokenizer(TEXTS, 300)
+    model = tiny_model(tok).eval()
+    rows, _ = training.supervised_dataset(tok, CHATS, 128, "test")
+    losses = {}
+    for free in (False, True):
+        batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=free)(rows)
+        batch = {k: v for k, v in batch.items() if k in ("input_ids", "labels", "attention_mask", "position_ids")}
+        with torch.no_grad():  # no KV cache, as SFTTrainer.compute_loss runs it
+            losses[free] = model(**batch, use_cache=False).loss.item()
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+# --------------------------------------------------------------------------- the stage, per method
+SFT_DATA = [{"messages": c} for c in CHATS] * 6
+
+
+def run_sft(tmp_path, method, base=None, **extra):
+    base = base or write_model(tmp_path / "base")
+    data = write_jsonl(tmp_path / "sft.jsonl", SFT_DATA)
+    params = write_params(tmp_path / "params.yaml", sft={
+        "method": method, "epochs": 2.0, "batch_size": 4, "learning_rate": 1e-2, "threads": 1, "eval_steps": 5,
+        "save_steps": 5, "validation_fraction": 0.0, "max_length": 128, "lora_r": 4, "prompt_tokens": 4, **extra})
+    out, report = tmp_path / "models/sft", tmp_path / "reports/sft"
+    sft.main(["--params", str(params), "--base", str(base), "--data", str(data), "--out", str(out),
+              "--report", str(report), "--checkpoints", str(tmp_path / "ckpt")])
+    return base, out, json.loads((report / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("batching", ["padded", "grouped", "packed", "padding_free"])
+def test_full_sft_every_batching(tmp_path, batching):
+    _, out, metrics = run_sft(tmp_path, "full", batching=batching)
+    assert metrics["batching"] == batching and metrics["steps"] > 0 and metrics["too_long_dropped"] == 0
+    assert metrics["supervised_tokens"] > 0 and metrics["final_train_loss"] is not None
+    assert not (tmp_path / "ckpt").exists()  # a finished run leaves no checkpoints
+    training.load_model_folder(out)
+
+
+def test_lora_keeps_the_adapter_beside_the_merged_folder(tmp_path):
+    from safetensors.torch import load_file
+
+    base, out, metrics = run_sft(tmp_path, "lora")
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    merged, before = load_file(out / "model.safetensors"), load_file(base / "model.safetensors")
+    assert any(not (merged[k] == before[k]).all() for k in before if "proj" in k)
+    assert metrics["trainable_parameters"] < sum(v.numel() for v in before.values())
+
+
+def test_prompt_tuning_trains_only_the_soft_prompt(tmp_path):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    base, out, metrics = run_sft(tmp_path, "prompt_tuning", batching="padding_free")
+    assert metrics["batching"] == "grouped"  # prompt tuning cannot use position ids
+    assert metrics["trainable_parameters"] == 4 * 32  # prompt_tokens x hidden_size
+    before, after = load_file(base / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), f"{k} changed"
+    # the prompt moved from its seeded initialisation, and loading applies it
+    model, _ = training.load_model_folder(out)
+    assert isinstance(model, PeftModel)
+    trained = load_file(out / "adapter" / "adapter_model.safetensors")
+    (key,) = trained
+    torch.manual_seed(1234)  # the stage's seed: the same random initialisation
+    from peft import PromptTuningConfig, get_peft_model
+
+    training.setup_torch(1234, 1)
+    fresh = get_peft_model(training.load_model_folder(base)[0],
+                           PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init="RANDOM"))
+    initial = fresh.prompt_encoder["default"].embedding.weight.detach()
+    assert not torch.allclose(initial, trained[key])
+    assert trained[key].shape == (4, 32)
