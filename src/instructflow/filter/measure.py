@@ -1,0 +1,226 @@
+"""Measure harm-detector candidates side by side on the public labelled sets.
+
+    python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
+        [--candidates reference,hashing,embedding,both] [--cache DIR]
+
+Trains every candidate on the same rows (beavertails train part, diasafety train,
+toxicchat train, hate-offensive train part), picks each one's threshold on the
+same validation slice of those rows, and scores the held-back sets: the
+beavertails and hate-offensive test parts, diasafety test, toxicchat test,
+jigsaw, toxigen, hatecheck, aegis and dices, none of which any candidate saw,
+plus the share of benign Alpaca and Dolly answers each would flag. Parts are cut
+by a hash of the prompt, so the same prompt never straddles train and test.
+
+`reference` is the baseline of issue 5: TF-IDF (word 1-2 grams) + logistic
+regression on prompt and reply joined, flagging at P >= 0.5.
+
+This reads the shared files directly (through `labelled.PRESETS`) to compare
+models; the pipeline's own detector stage reads ingest `labelled` sources.
+Timing goes to stdout, never into the output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..records import hash_fraction
+from . import detector as det
+from . import labelled
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# name -> (path under the shared folder, preset, role). Roles: train, test, split (hash-cut train/test), benign.
+SETS = {
+    "beavertails": ("beavertails/beavertails_30k_test_1842.json.gz", "guardreasoner", "split"),
+    "diasafety_train": ("diasafety/diasafety_train_9007.json.gz", "diasafety", "train"),
+    "toxicchat_train": ("toxicchat/toxic_chat_train_2791.json.gz", "toxicchat", "train"),
+    "hate-offensive": ("hate-offensive/labeled_data_sample_4996.csv", "hate-offensive", "split"),
+    # Benign answers for the safe side: without them nothing teaches the model what a long,
+    # helpful answer about a sensitive topic looks like, and it flags benign instruction data.
+    "coconot_chosen": ("coconot/coconot_contrast_pref_898.jsonl.gz", "coconot-chosen", "train"),
+    "self_instruct": ("self-instruct/seed_tasks.jsonl", "self-instruct", "train"),
+    "diasafety_test": ("diasafety/diasafety_test_1093.json", "diasafety", "test"),
+    "toxicchat_test": ("toxicchat/toxic_chat_test_2836.json.gz", "toxicchat", "test"),
+    "jigsaw": ("jigsaw/jigsaw_train_282.csv", "jigsaw", "test"),
+    "toxigen": ("toxigen/toxigen_demonstrations_587.csv", "toxigen", "test"),
+    "hatecheck": ("hatecheck/hatecheck_test_suite_cases_3718.csv", "hatecheck", "test"),
+    "aegis": ("aegis/aegis_safety_test_302.json", "guardreasoner", "test"),
+    "dices_990": ("dices/dices_990_982.json", "dices", "test"),
+    "dices_350": ("dices/dices_350_expert_350.json", "dices", "test"),
+    "alpaca": ("alpaca/alpaca_safety_related_1904.json", "alpaca", "benign"),
+    "dolly_closed_qa": ("dolly/dolly_closed_qa_1000.csv", "dolly", "benign"),
+    "dolly_safety": ("dolly/dolly_safety_related_387.jsonl", "dolly", "benign"),
+}
+# The reference baseline is trained on exactly the sets issue 5 names.
+REFERENCE_SETS = ("beavertails", "diasafety_train", "toxicchat_train", "hate-offensive")
+TEST_FRACTION = 0.2        # of the `split` sets
+VALIDATION_FRACTION = 0.1  # of the training rows, for thresholds
+
+
+def _alpaca_prompts(path: Path) -> list[str]:
+    """Alpaca's prompt is the instruction plus its optional input."""
+    rows = labelled.read_rows(path)
+    return [(r.get("instruction", "") + ("\n\n" + r["input"] if r.get("input") else "")).strip() for r in rows]
+
+
+def load_sets(shared: Path) -> dict[str, dict]:
+    """{name: {role, texts, texts2, labels}} with `split` sets cut into name/train and name/test."""
+    out = {}
+    for name, (rel, preset, role) in SETS.items():
+        t1, t2, y = labelled.load(shared / rel, labelled.spec_for(preset))
+        if preset == "alpaca":
+            t1 = _alpaca_prompts(shared / rel)
+        if role != "split":
+            out[name] = {"role": role, "texts": t1, "texts2": t2, "labels": y}
+            continue
+        test = [hash_fraction(a) < TEST_FRACTION for a in t1]
+        for part, keep in (("train", lambda i: not test[i]), ("test", lambda i: test[i])):
+            idx = [i for i in range(len(y)) if keep(i)]
+            out[f"{name}/{part}"] = {"role": part, "texts": [t1[i] for i in idx], "texts2": [t2[i] for i in idx],
+                                     "labels": [y[i] for i in idx]}
+    return out
+
+
+def training_rows(sets: dict, only: tuple = ()) -> tuple[dict, dict]:
+    """(fit rows, validation rows): training sets' rows split by a hash of the row."""
+    fit = {"texts": [], "texts2": [], "labels": []}
+    val = {"texts": [], "texts2": [], "labels": []}
+    for name, s in sets.items():
+        if s["role"] != "train" or (only and name.split("/")[0] not in only):
+            continue
+        for a, b, y in zip(s["texts"], s["texts2"], s["labels"]):
+            dst = val if hash_fraction(a + "\x00" + b + "\x01val") < VALIDATION_FRACTION else fit
+            dst["texts"].append(a)
+            dst["texts2"].append(b)
+            dst["labels"].append(y)
+    return fit, val
+
+
+class Reference:
+    """Issue 5's baseline: TF-IDF + logistic regression, prompt and reply joined, threshold 0.5."""
+
+    threshold = 0.5
+
+    def __init__(self, fit_rows: dict, seed: int):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        x = self.vec.fit_transform(self._join(fit_rows["texts"], fit_rows["texts2"]))
+        self.clf = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, random_state=seed)
+        self.clf.fit(x, fit_rows["labels"])
+
+    @staticmethod
+    def _join(a, b):
+        return [x + ("\n" + y if y else "") for x, y in zip(a, b)]
+
+    def score(self, texts, texts2=None):
+        texts2 = texts2 if texts2 is not None else [""] * len(texts)
+        return self.clf.predict_proba(self.vec.transform(self._join(texts, texts2)))[:, 1]
+
+
+def _load_cache(path: Path | None) -> dict:
+    if not path or not path.is_file():
+        return {}
+    z = np.load(path, allow_pickle=False)
+    return dict(zip(z["texts"].tolist(), z["vecs"]))
+
+
+def _save_cache(path: Path | None, cache: dict) -> None:
+    if not path or not cache:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    texts = sorted(cache)
+    np.savez(path, texts=np.array(texts), vecs=np.stack([cache[t] for t in texts]))
+
+
+def evaluate(model, sets: dict, benign_flag) -> dict:
+    out = {}
+    for name, s in sets.items():
+        if s["role"] in ("test", "benign"):
+            t2 = s["texts2"] if any(s["texts2"]) else None
+            if s["role"] == "benign":
+                flagged = benign_flag(model, s["texts"], s["texts2"])
+                out[name] = {"n": len(s["texts"]), "flagged_fraction": round(float(np.mean(flagged)), 4)}
+            else:
+                out[name] = det.metrics(model.score(s["texts"], t2), s["labels"], model.threshold)
+    return out
+
+
+def pair_flag(model, prompts, replies):
+    """A benign answered instruction is flagged when the detector calls the exchange unsafe."""
+    return model.score(prompts, replies) >= model.threshold
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default="reports/detector/shared.json")
+    ap.add_argument("--candidates", default="reference,hashing,embedding,both")
+    ap.add_argument("--target-precision", type=float, default=0.0, help="0 = best F1 on the validation slice")
+    ap.add_argument("--C", type=float, default=4.0)
+    ap.add_argument("--embedding-model", default="")
+    ap.add_argument("--max-seq-length", type=int, default=128)
+    ap.add_argument("--cache", default="", help="file to memoise embeddings in (npz, no pickle)")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args(argv)
+
+    shared = Path(args.shared)
+    if not shared.is_dir():
+        raise SystemExit(f"{shared}: no shared data folder; pass --shared DIR")
+    sets = load_sets(shared)
+    fit_rows, val_rows = training_rows(sets)
+    print(f"measure: {len(fit_rows['labels'])} training rows ({sum(fit_rows['labels'])} unsafe), "
+          f"{len(val_rows['labels'])} validation rows", flush=True)
+    cache_path = Path(args.cache) if args.cache else None
+    cache = _load_cache(cache_path)
+    results = {"train_sets": sorted(n for n, s in sets.items() if s["role"] == "train"),
+               "fit_rows": len(fit_rows["labels"]), "validation_rows": len(val_rows["labels"]), "candidates": {}}
+    for name in args.candidates.split(","):
+        t0 = time.perf_counter()
+        if name == "reference":
+            model = Reference(training_rows(sets, REFERENCE_SETS)[0], args.seed)
+        else:
+            feats = det.Features(backend=name, embedding_model=args.embedding_model,
+                                 max_seq_length=args.max_seq_length)
+            fz = det.Featurizer(feats, threads=1)
+            fz.cache = cache
+            model = det.fit(feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C,
+                            seed=args.seed, featurizer=fz)
+            val_scores = model.score(val_rows["texts"], val_rows["texts2"])
+            model.threshold = det.choose_threshold(val_scores, val_rows["labels"], args.target_precision)
+            _save_cache(cache_path, cache)
+        res = evaluate(model, sets, pair_flag)
+        res["threshold"] = round(float(model.threshold), 4)
+        results["candidates"][name] = res
+        _save_cache(cache_path, cache)
+        print(f"measure: {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+        print(table({name: res}), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(table(results["candidates"]))
+
+
+def table(cands: dict) -> str:
+    """A Markdown table: one row per set, P / R (F1) per candidate, flagged share for benign sets."""
+    names = list(cands)
+    sets = [k for k in next(iter(cands.values())) if k != "threshold"]
+    lines = ["| set | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for s in sets:
+        cells = []
+        for n in names:
+            m = cands[n][s]
+            cells.append(f"flags {m['flagged_fraction']:.1%}" if "precision" not in m
+                         else f"{m['precision']:.2f} / {m['recall']:.2f} ({m['f1']:.2f})")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines.append("| threshold | " + " | ".join(f"{cands[n]['threshold']:.3f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
