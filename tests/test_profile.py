@@ -1,0 +1,62 @@
+"""Applying a params profile: keys merge one by one, lists replace, comments stay,
+a bad key changes nothing, and the shipped profiles fit the schema."""
+
+import shutil
+
+import pytest
+
+from instructflow import config, profile
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def params(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    return path
+
+
+def test_apply_merges_key_by_key_and_keeps_comments(params, tmp_path):
+    before = config.read_params(params)
+    prof = tmp_path / "p.yaml"
+    prof.write_text("onpolicy:\n  max_prompts: 12\n  harmless_share: 0.25\n"
+                    "ingest:\n  sources:\n    - {name: dolly, path: data/sources/x.csv, format: dolly, license: MIT}\n")
+    profile.main(["apply", str(prof), "--params", str(params)])
+    after = config.read_params(params)
+    assert after["onpolicy"]["max_prompts"] == 12 and after["onpolicy"]["harmless_share"] == 0.25
+    assert after["onpolicy"]["batch_size"] == before["onpolicy"]["batch_size"], "untouched keys stay"
+    assert after["ingest"]["sources"] == [{"name": "dolly", "path": "data/sources/x.csv", "format": "dolly",
+                                           "license": "MIT"}], "a list replaces the old one"
+    assert after["ingest"]["generator"] == before["ingest"]["generator"]
+    assert {k: v for k, v in after.items() if k not in ("onpolicy", "ingest")} == \
+        {k: v for k, v in before.items() if k not in ("onpolicy", "ingest")}
+    first = (ROOT / "params.yaml").read_text().splitlines()[0]
+    assert first.startswith("#") and params.read_text().splitlines()[0] == first, "comments survive"
+
+
+def test_bad_profile_changes_nothing_and_names_the_key(params, tmp_path):
+    prof = tmp_path / "bad.yaml"
+    prof.write_text("onpolicy:\n  max_promts: 12\n")
+    text = params.read_text()
+    with pytest.raises(SystemExit) as err:
+        profile.main(["apply", str(prof), "--params", str(params)])
+    assert "max_promts" in str(err.value) and str(prof) in str(err.value)
+    assert params.read_text() == text
+    prof.write_text("onpolicy:\n  harmless_share: 1.5\n")
+    with pytest.raises(SystemExit, match="harmless_share"):
+        profile.main(["apply", str(prof), "--params", str(params)])
+
+
+def test_flags_spell_the_profile_for_dvc_exp_run(tmp_path, capsys):
+    prof = tmp_path / "p.yaml"
+    prof.write_text("sft:\n  learning_rate: 1.0e-4\n  method: lora\nonpolicy:\n  max_prompts: 12\n")
+    profile.main(["flags", str(prof)])
+    assert capsys.readouterr().out.split() == ["-S", "sft.learning_rate=0.0001", "-S", 'sft.method="lora"',
+                                                "-S", "onpolicy.max_prompts=12"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "profiles" / "params").glob("*.yaml")))
+def test_shipped_profiles_apply_to_params(name, params):
+    text = profile.applied(ROOT / "profiles" / "params" / name, params)
+    assert text != params.read_text()
