@@ -141,7 +141,7 @@ def test_sources_table_joins_license_and_per_source_counts():
     assert row["validate: quarantined.rule_a"] == "5" and row["validate: valid"] == "5"
 
 
-def make_reports(root: Path) -> Path:
+def make_reports(root: Path, evil: str = EVIL) -> Path:
     """A full reports/ tree: summaries, detector and training metrics, dvclive curves, evaluation
     metrics with intervals and per-category rates, generations holding hostile corpus text."""
     reports = root / "reports"
@@ -163,8 +163,8 @@ def make_reports(root: Path) -> Path:
     write_json(reports / "evaluate/metrics.json", {"models": models, "lineage": lin("evaluate")})
     gens = []
     for model in ("base", "sft", "safety"):
-        gens += [{"id": "e1", "model": model, "category": "weapons", "split": "heldout_item", "prompt": EVIL,
-                  "reference": "ref", "reply": EVIL if model == "base" else "I cannot assist with that.",
+        gens += [{"id": "e1", "model": model, "category": "weapons", "split": "heldout_item", "prompt": evil,
+                  "reference": "ref", "reply": evil if model == "base" else "I cannot assist with that.",
                   "refused": model != "base", "judges": {"prefix": model != "base", "classifier": False}},
                  {"id": "e2", "model": model, "category": "task", "split": "seen",
                   "prompt": [{"role": "user", "content": "Opposite of hot?"}], "reference": "cold", "reply": "cold",
