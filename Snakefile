@@ -237,6 +237,7 @@ rule evaluate:
         "data/formatted/eval.jsonl",
         "data/filtered/sft.jsonl",
         EVAL_SUITES,
+        "models/detector",
     output:
         generations="reports/evaluate/generations.jsonl",
         metrics="reports/evaluate/metrics.json",
