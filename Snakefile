@@ -55,6 +55,7 @@ rule validate:
         valid="data/validated/valid.jsonl",
         quarantine="data/validated/quarantine.jsonl",
         summary="reports/validate/summary.json",
+        datadocs=directory("reports/validate/datadocs"),
     log:
         "logs/validate.log",
     conda:
@@ -72,6 +73,8 @@ rule format:
         sft="data/formatted/sft.jsonl",
         pairs="data/formatted/pairs.jsonl",
         eval="data/formatted/eval.jsonl",
+        prompts="data/formatted/prompts.jsonl",
+        labelled="data/formatted/labelled.jsonl",
         summary="reports/format/summary.json",
     log:
         "logs/format.log",
@@ -234,10 +237,10 @@ rule evaluate:
         "models/base",
         "models/sft",
         "models/safety",
+        "models/detector",
         "data/formatted/eval.jsonl",
         "data/filtered/sft.jsonl",
         EVAL_SUITES,
-        "models/detector",
     output:
         generations="reports/evaluate/generations.jsonl",
         metrics="reports/evaluate/metrics.json",

@@ -156,7 +156,7 @@ def test_nested_prompt_lists_and_prompt_csv(tmp_path):
     csv_path.write_text("prompt_text,hazard\nHow to kill time?,none\n")
     (rec,) = read(csv_path, "prompts", columns={"prompt": "prompt_text", "category": "hazard"},
                   labels={"harmful": False}, split="eval")
-    assert rec["labels"] == {"harmful": False, "category": "none", "style": "question", "split": "eval"}
+    assert rec["labels"] == {"harmful": False, "category": "none", "style": "question", "force_split": "eval"}
 
 
 def test_labelled_mapping_patterns_and_unknown_values(tmp_path):

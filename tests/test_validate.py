@@ -13,7 +13,7 @@ from instructflow.records import make_record, read_jsonl, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
-CFG = ValidateConfig(min_rows=1, max_invalid_fraction=1.0, max_chars=50)
+CFG = ValidateConfig(min_rows=1, max_invalid_fraction=1.0, max_chars=50, max_turns=6, max_quarantine_fraction=1.0)
 LICENSE = "CC0-1.0"
 
 
@@ -35,36 +35,64 @@ def rule(kind: str, col: str) -> str:
     return f"expect_column_{kind}({col})"
 
 
+TURN = "turn_content"
 BAD = {
     "unparseable": (make_record("t", "t.json#index=9", LICENSE, "alpaca", error="record 9: missing field(s) ['output']"),
                     rule("values_to_be_null", "error")),
-    "empty prompt": (sft(1, prompt=""), rule("values_to_match_regex", "prompt")),
-    "blank prompt": (sft(2, prompt=" \n\t "), rule("values_to_match_regex", "prompt")),
-    "null prompt": (sft(3, prompt=None), rule("values_to_not_be_null", "prompt")),
-    "numeric prompt": (sft(4, prompt=42), rule("values_to_be_of_type", "prompt")),
-    "long prompt": (sft(5, prompt="x" * 51), rule("value_lengths_to_be_between", "prompt")),
-    "empty response": (sft(6, reply=""), rule("values_to_match_regex", "response")),
-    "numeric response": (sft(7, reply=42), rule("values_to_be_of_type", "response")),
-    "list response": (sft(8, reply=["down"]), rule("values_to_be_of_type", "response")),
-    "long response": (sft(9, reply="y" * 51), rule("value_lengths_to_be_between", "response")),
-    "empty rejected": (pref(1, rejected="  "), rule("values_to_match_regex", "rejected")),
-    "numeric rejected": (pref(2, rejected=7), rule("values_to_be_of_type", "rejected")),
-    "long rejected": (pref(3, rejected="z" * 51), rule("value_lengths_to_be_between", "rejected")),
+    "empty prompt": (sft(1, prompt=""), rule("values_to_match_regex", TURN)),
+    "blank prompt": (sft(2, prompt=" \n\t "), rule("values_to_match_regex", TURN)),
+    "null prompt": (sft(3, prompt=None), rule("values_to_not_be_null", TURN)),
+    "numeric prompt": (sft(4, prompt=42), rule("values_to_be_of_type", TURN)),
+    "long prompt": (sft(5, prompt="x" * 51), rule("value_lengths_to_be_between", TURN)),
+    "empty response": (sft(6, reply=""), rule("values_to_match_regex", TURN)),
+    "numeric response": (sft(7, reply=42), rule("values_to_be_of_type", TURN)),
+    "list response": (sft(8, reply=["down"]), rule("values_to_be_of_type", TURN)),
+    "long response": (sft(9, reply="y" * 51), rule("value_lengths_to_be_between", TURN)),
+    "control character": (sft(15, reply="do\x07wn"), rule("values_to_not_match_regex", TURN)),
+    "empty middle turn": (sft(16, messages=[{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": " "},
+                                            {"role": "user", "content": "Up?"}, {"role": "assistant", "content": "Down."}]),
+                          rule("values_to_match_regex", TURN)),
+    "empty rejected": (pref(1, rejected="  "), rule("values_to_match_regex", TURN)),
+    "numeric rejected": (pref(2, rejected=7), rule("values_to_be_of_type", TURN)),
+    "long rejected": (pref(3, rejected="z" * 51), rule("value_lengths_to_be_between", TURN)),
+    "null chosen": (pref(6, chosen=None), rule("values_to_not_be_null", TURN)),
     "rejected is chosen": (pref(4, rejected="I can't help with that."),
-                           "expect_select_column_values_to_be_unique_within_record(response,rejected)"),
+                           "expect_select_column_values_to_be_unique_within_record(chosen,rejected)"),
     "sft repeats user": (sft(10, messages=[{"role": "user", "content": "Hi?"}, {"role": "user", "content": "Up?"},
                                            {"role": "assistant", "content": "Down."}]), rule("values_to_match_regex", "roles")),
     "sft repeats assistant": (sft(11, messages=[{"role": "user", "content": "Up?"}, {"role": "assistant", "content": "Hm."},
                                                 {"role": "assistant", "content": "Down."}]),
                               rule("values_to_match_regex", "roles")),
-    "sft unknown role": (sft(14, messages=[{"role": "user", "content": "Up?"}, {"role": "bot", "content": "Down."},
-                                           {"role": "assistant", "content": "Down."}]),
-                         rule("values_to_match_regex", "roles")),
     "preference ends with assistant": (
         {**pref(5), "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]},
         rule("values_to_match_regex", "roles")),
     "null license": (sft(12, license=None), rule("values_to_not_be_null", "license")),
     "blank license": (sft(13, license=" "), rule("values_to_match_regex", "license")),
+    "labels not a mapping": ({**sft(17), "labels": ["harmful"]}, rule("values_to_be_in_set", "labels_type")),
+    "too many turns": (sft(19, messages=[{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}] * 3
+                           + [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "B."}]),
+                       rule("values_to_be_between", "n_turns")),
+    "prompt without harmful label": (
+        make_record("t", "q.json#index=1", LICENSE, "prompts", kind="prompt",
+                    messages=[{"role": "user", "content": "How?"}], labels={"category": "x"}),
+        rule("values_to_not_be_null", "harmful_prompt")),
+    "prompt with a text harmful label": (
+        make_record("t", "q.json#index=2", LICENSE, "prompts", kind="prompt",
+                    messages=[{"role": "user", "content": "How?"}], labels={"harmful": "yes"}),
+        rule("values_to_be_in_set", "harmful_prompt")),
+    "labelled with a bad task": (
+        make_record("t", "l.json#index=1", LICENSE, "labelled", kind="labelled",
+                    messages=[{"role": "user", "content": "You fool"}], labels={"harmful": 1, "task": "rudeness"}),
+        rule("values_to_be_in_set", "task")),
+    "labelled with a label of 2": (
+        make_record("t", "l.json#index=2", LICENSE, "labelled", kind="labelled",
+                    messages=[{"role": "user", "content": "You fool"}], labels={"harmful": 2, "task": "toxicity"}),
+        rule("values_to_be_in_set", "harmful_labelled")),
+    "labelled ending with two assistant turns": (
+        make_record("t", "l.json#index=3", LICENSE, "labelled", kind="labelled",
+                    messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "a"},
+                              {"role": "assistant", "content": "b"}], labels={"harmful": 0, "task": "toxicity"}),
+        rule("values_to_match_regex", "roles")),
 }
 
 
@@ -80,6 +108,55 @@ def test_each_row_rule_quarantines_only_the_bad_row(case):
     assert q["quarantine_detail"].startswith(f"t {bad['locator']}: ")
     assert summary["quarantined_by_rule"] == {expected: 1}
     assert summary["expectations"][expected] == {"success": False, "unexpected_count": 1}
+    assert summary["by_source"]["t"] == {"rows": 3, "valid": 2, "quarantined": 1,
+                                         "quarantined_by_rule": {expected: 1}}
+
+
+def test_turn_rules_name_the_turn():
+    bad = sft(1, messages=[{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": ""},
+                           {"role": "user", "content": "Up?"}, {"role": "assistant", "content": 42}])
+    _, [q], _ = run([sft(2), bad])
+    assert q["quarantine_detail"] == ("t t.json#index=1: messages[1]: content is empty; "
+                                      "messages[3]: content is not a string")
+    _, [q], _ = run([sft(2), pref(1, chosen="ok", rejected="x" * 60)])
+    assert q["quarantine_detail"].endswith("rejected: content is too long")
+
+
+def test_unknown_role_breaks_role_set_and_order():
+    bad = sft(14, messages=[{"role": "user", "content": "Up?"}, {"role": "bot", "content": "Down."},
+                            {"role": "assistant", "content": "Down."}])
+    _, [q], _ = run([sft(2), bad])
+    assert q["quarantine_rules"] == [rule("values_to_be_in_set", "turn_role"), rule("values_to_match_regex", "roles")]
+
+
+def test_unknown_kind_is_named():
+    _, [q], _ = run([sft(2), {**sft(18), "kind": "chat"}])
+    assert q["quarantine_rules"] == [rule("values_to_be_in_set", "kind"), rule("values_to_match_regex", "roles")]
+
+
+def test_new_kinds_pass_when_well_formed():
+    prompt = make_record("t", "q.json#index=1", LICENSE, "prompts", kind="prompt",
+                         messages=[{"role": "user", "content": "How do I pick a lock?"}],
+                         labels={"harmful": True, "category": "crime", "style": "question"})
+    labelled = make_record("t", "l.json#index=1", LICENSE, "labelled", kind="labelled",
+                           messages=[{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+                           labels={"harmful": 0, "task": "response_harm"})
+    valid, quarantine, _ = run([prompt, labelled])
+    assert (valid, quarantine) == ([prompt, labelled], [])
+
+
+def test_token_limit_uses_the_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "up": 1}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
+    cfg = ValidateConfig(min_rows=1, max_invalid_fraction=1.0, max_quarantine_fraction=1.0,
+                         max_tokens=7, tokenizer=str(tmp_path / "tok"))  # the prompt is 7 tokens ("?" is one)
+    ok, long = sft(1, reply="one two three four five six seven"), sft(2, reply="one two three four five six seven 8")
+    valid, [q], _ = run([ok, long], cfg)
+    assert valid == [ok] and q["quarantine_rules"] == [rule("values_to_be_between", "turn_tokens")]
 
 
 def test_good_multi_turn_and_system_records_pass():
@@ -95,9 +172,9 @@ def test_a_row_breaking_several_rules_lists_them_all():
     bad = sft(1, messages=[{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hi."},
                            {"role": "user", "content": ""}], license="")
     _, [q], summary = run([sft(2), bad])
-    assert q["quarantine_rules"] == sorted(rule("values_to_match_regex", c) for c in ("license", "prompt", "response", "roles"))
-    assert q["quarantine_detail"] == ("t t.json#index=1: license is empty; prompt is empty; response is empty; "
-                                      "role sequence is invalid for its kind")
+    assert q["quarantine_rules"] == sorted(rule("values_to_match_regex", c) for c in ("license", "roles", TURN))
+    assert q["quarantine_detail"] == ("t t.json#index=1: license is empty; role sequence is invalid for its kind; "
+                                      "messages[2]: content is empty")
     assert summary["quarantined"] == 1
 
 
@@ -110,21 +187,55 @@ def test_duplicates_keep_the_first_copy():
     assert valid == [first, other, p1, p3]
     assert [q["id"] for q in quarantine] == [copy["id"], p2["id"]]
     assert all(q["quarantine_rules"] == ["expect_column_values_to_be_null(duplicate_of)"] for q in quarantine)
-    frame = validate.build_frame([first, copy, p1, p2])
-    assert list(frame["duplicate_of"]) == [None, first["id"], None, p1["id"]]
+    assert validate.find_duplicates([first, copy, p1, p2]) == [None, first["id"], None, p1["id"]]
+
+
+def test_duplicates_look_at_every_turn():
+    turns = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."},
+             {"role": "user", "content": "Up?"}, {"role": "assistant", "content": "Down."}]
+    other = [dict(t) for t in turns]
+    other[1]["content"] = "Hey."
+    assert validate.find_duplicates([sft(1, messages=turns), sft(2, messages=other)]) == [None, None]
 
 
 def test_non_string_content_does_not_collide_with_its_text():
     a, b = sft(1, reply=42), sft(2, reply="42")
-    assert validate.find_duplicates(validate.build_frame([a, b])) == [None, None]
+    assert validate.find_duplicates([a, b]) == [None, None]
 
 
 def test_repeated_id_quarantines_every_copy():
     a = sft(1)
     b = {**sft(2, prompt="Another question?"), "id": a["id"]}
     valid, quarantine, _ = run([a, b, sft(3, prompt="Third?")])
-    assert [q["quarantine_rules"] for q in quarantine] == [["expect_column_values_to_be_unique(id)"]] * 2
+    assert [q["quarantine_rules"] for q in quarantine] == [["expect_column_values_to_be_between(id_count)"]] * 2
     assert len(valid) == 1
+
+
+def test_chunks_give_the_same_split_as_one_pass():
+    """Ids and duplicates are counted over the whole file, so a repeat in another chunk is caught."""
+    a = sft(1)
+    records = [a, sft(2, prompt="Q2?"), sft(3, prompt="Q3?", reply=""), {**sft(4, prompt="Q4?"), "id": a["id"]},
+               sft(5, prompt="q2?"), pref(1), pref(2)]
+    whole = run(records)
+    chunked = run(records, ValidateConfig(**{**CFG.__dict__, "chunk_size": 2}))
+    assert whole[:2] == chunked[:2]
+    assert whole[2]["quarantined_by_rule"] == chunked[2]["quarantined_by_rule"] == {
+        "expect_column_values_to_be_between(id_count)": 2, "expect_column_values_to_be_null(duplicate_of)": 2,
+        rule("values_to_match_regex", TURN): 1}
+
+
+def test_one_bad_source_stops_the_pipeline_naming_it():
+    good = [sft(i, prompt=f"Q{i}?") for i in range(8)]
+    bad = [make_record("broken", f"data/sources/b.jsonl:line={i}", LICENSE, "messages",
+                       error=f"data/sources/b.jsonl line {i}: not valid JSON") for i in range(1, 4)]
+    cfg = ValidateConfig(min_rows=1, max_invalid_fraction=0.9, max_quarantine_fraction=0.5)
+    with pytest.raises(SystemExit) as err:
+        run(good + bad + [make_record("broken", "data/sources/b.jsonl:line=9", LICENSE, "messages",
+                                      messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])],
+            cfg)
+    msg = str(err.value)
+    assert "max_quarantine_fraction failed for source 'broken'" in msg and "75% of its 4 rows" in msg
+    assert "data/sources/b.jsonl (3)" in msg and "expect_column_values_to_be_null(error)" in msg
 
 
 @pytest.mark.parametrize("records", [[], [sft(1), sft(2, prompt="Q2?")]], ids=["empty", "too-few"])
@@ -149,7 +260,7 @@ def test_too_many_invalid_rows_stop_the_pipeline():
         run(records, ValidateConfig(min_rows=1, max_invalid_fraction=0.5))
     msg = str(err.value)
     assert msg.startswith("raw/records.jsonl:") and "max_invalid_fraction" in msg and "75%" in msg
-    assert "expect_column_values_to_match_regex(prompt) (2)" in msg
+    assert "expect_column_values_to_match_regex(turn_content) (3)" in msg
 
 
 def test_cli_on_generated_corpus_conserves_rows_and_is_deterministic(tmp_path, capsys):
@@ -161,7 +272,9 @@ def test_cli_on_generated_corpus_conserves_rows_and_is_deterministic(tmp_path, c
         out, rep = tmp_path / run_dir / "validated", tmp_path / run_dir / "report"
         validate.main(["--params", str(PARAMS), "--raw", str(raw / "records.jsonl"),
                        "--out", str(out), "--report", str(rep)])
-        summaries.append((rep / "summary.json").read_bytes())
+        summary = json.loads((rep / "summary.json").read_text())
+        assert summary.pop("data_docs") == f"{rep.as_posix()}/datadocs/index.html"
+        summaries.append(json.dumps(summary))
         for name in ("valid.jsonl", "quarantine.jsonl"):
             assert (out / name).read_bytes() == (tmp_path / "a" / "validated" / name).read_bytes()
     assert summaries[0] == summaries[1]
@@ -177,9 +290,14 @@ def test_cli_on_generated_corpus_conserves_rows_and_is_deterministic(tmp_path, c
     by_rule = summary["quarantined_by_rule"]
     assert by_rule["expect_column_values_to_be_null(error)"] == sum(r["error"] is not None for r in records)
     assert by_rule["expect_column_values_to_be_null(duplicate_of)"] >= 12  # the generator's exact copies
-    for rule_name in ("values_to_match_regex(prompt)", "values_to_be_of_type(response)",
-                      "value_lengths_to_be_between(prompt)", "values_to_match_regex(response)"):
-        assert by_rule[f"expect_column_{rule_name}"] > 0
+    for rule_name in ("values_to_match_regex", "values_to_be_of_type", "value_lengths_to_be_between"):
+        assert by_rule[f"expect_column_{rule_name}(turn_content)"] > 0
+    assert sum(s["rows"] for s in summary["by_source"].values()) == len(records)
+    docs = [sorted((p.relative_to(tmp_path / d), p.read_bytes()) for p in (tmp_path / d).rglob("*.html"))
+            for d in ("a/report/datadocs", "b/report/datadocs")]
+    assert docs[0] == docs[1] and len(docs[0]) >= 5  # index, 2 suites, 2 validation pages; byte-identical
+    index = (tmp_path / "a/report/datadocs/index.html").read_text()
+    assert "raw_records" in index and "raw_turns" in index
     assert summary["lineage"]["stage"] == "validate"
     assert "validate: " in capsys.readouterr().out
 

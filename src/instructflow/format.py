@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 from . import config, lineage
-from .records import hash_fraction, prompt_of, read_jsonl, write_json, write_jsonl
+from .records import atomic_open, dumps, hash_fraction, prompt_of, read_jsonl, write_json
 
 TASK_FAMILIES = ("antonym", "category", "repeat", "last_word", "sentiment")
 EVAL_GROUPS = {"harmful": "harmful", "lookalike": "lookalike", **{f: "task" for f in TASK_FAMILIES}}
@@ -35,13 +36,25 @@ def eval_group(labels: dict) -> str:
 
 
 def split_of(record: dict, eval_fraction: float) -> str:
-    """`eval` or `train`, from labels and the content hash of the prompt alone."""
+    """`eval` or `train`, from labels (a forced split, held out) and the content hash of the prompt alone."""
     labels = record.get("labels") or {}
     if record["kind"] == "preference" or labels.get("family") in TRAIN_ONLY_FAMILIES:
         return "train"
+    forced = labels.get("force_split")  # from the source's `split` param
+    if forced in ("train", "eval", "test"):
+        return "train" if forced == "train" else "eval"
     if labels.get("heldout"):
         return "eval"
     return "eval" if hash_fraction(prompt_of(record["messages"])) < eval_fraction else "train"
+
+
+def labelled_split(record: dict, test_fraction: float) -> str:
+    """`test` or `train` for a classification row: forced by the source, else by the hash of its text."""
+    forced = (record.get("labels") or {}).get("force_split")
+    if forced in ("train", "test", "eval"):
+        return "train" if forced == "train" else "test"
+    text = "\n".join(str(m.get("content")) for m in record["messages"])
+    return "test" if hash_fraction(text) < test_fraction else "train"
 
 
 def with_system(messages: list[dict], system_prompt: str) -> list[dict]:
@@ -66,14 +79,40 @@ def preference_pair(record: dict, system_prompt: str) -> dict:
 
 
 def eval_prompt(record: dict, system_prompt: str) -> dict:
+    """An evaluation prompt; prompt-only records have no reference and score as harmful or harmless."""
     labels = record.get("labels") or {}
+    if record["kind"] == "prompt":
+        prompt, reference = record["messages"], None
+        group = "harmful" if labels.get("harmful") else "harmless"
+        family = labels.get("family", "prompt")
+    else:
+        prompt, reference = record["messages"][:-1], record["messages"][-1]["content"]
+        group, family = eval_group(labels), labels.get("family", "general")
     return {"id": record["id"], "source": record["source"], "locator": record["locator"],
-            "prompt": with_system(record["messages"][:-1], system_prompt),
-            "reference": record["messages"][-1]["content"], "group": eval_group(labels),
-            "family": labels.get("family", "general"), "category": labels.get("category"),
-            "heldout": bool(labels.get("heldout")),
+            "prompt": with_system(prompt, system_prompt), "reference": reference, "group": group,
+            "family": family, "category": labels.get("category"), "heldout": bool(labels.get("heldout")),
+            "style": labels.get("style"),
             # seen / heldout_phrasing / heldout_item (generator labels); evaluate reports each
             "split": labels.get("split") or ("heldout_phrasing" if labels.get("heldout") else "seen")}
+
+
+def training_prompt(record: dict, system_prompt: str) -> dict:
+    labels = record.get("labels") or {}
+    return {"id": record["id"], "source": record["source"], "locator": record["locator"],
+            "prompt": with_system(record["messages"], system_prompt), "harmful": bool(labels.get("harmful")),
+            "category": labels.get("category"), "style": labels.get("style")}
+
+
+def labelled_row(record: dict, test_fraction: float) -> dict:
+    labels = record.get("labels") or {}
+    msgs = record["messages"]
+    row = {"id": record["id"], "source": record["source"], "locator": record["locator"],
+           "text": msgs[0]["content"], "text2": msgs[1]["content"] if len(msgs) > 1 else None,
+           "label": int(labels.get("harmful")), "task": labels.get("task"),
+           "split": labelled_split(record, test_fraction)}
+    # Optional extras the detector and the PII measurement use.
+    row |= {k: labels[k] for k in ("category", "spans") if k in labels}
+    return row
 
 
 def main(argv=None) -> None:
@@ -86,27 +125,44 @@ def main(argv=None) -> None:
     cfg, seed = config.load("format", args.params)
     out = Path(args.out)
 
-    sft, pairs, evals = [], [], []
-    for record in read_jsonl(args.valid):
-        if record["kind"] == "preference":
-            pairs.append(preference_pair(record, cfg.system_prompt))
-        elif split_of(record, cfg.eval_fraction) == "eval":
-            evals.append(eval_prompt(record, cfg.system_prompt))
-        else:
-            sft.append(chat_example(record, cfg.system_prompt))
+    # ---- route every record to exactly one output, streaming (bounded memory at any size)
+    names = ("sft", "pairs", "prompts", "labelled", "eval")
+    counts = {n: 0 for n in names}
+    by_source: dict[str, Counter] = {}
+    groups, labelled_splits, tasks = Counter(), Counter(), Counter()
+    with ExitStack() as stack:  # a failure anywhere leaves none of the outputs behind
+        handles = {n: stack.enter_context(atomic_open(out / f"{n}.jsonl")) for n in names}
+        for record in read_jsonl(args.valid):
+            kind = record["kind"]
+            if kind == "preference":
+                name, row = "pairs", preference_pair(record, cfg.system_prompt)
+            elif kind == "labelled":
+                name, row = "labelled", labelled_row(record, cfg.test_fraction)
+                labelled_splits[row["split"]] += 1
+                tasks[f"{row['task']}/{row['split']}"] += 1
+            elif split_of(record, cfg.eval_fraction) == "eval":
+                name, row = "eval", eval_prompt(record, cfg.system_prompt)
+                groups[f"{row['group']}/{'heldout' if row['heldout'] else 'seen'}"] += 1
+            elif kind == "prompt":
+                name, row = "prompts", training_prompt(record, cfg.system_prompt)
+            else:
+                name, row = "sft", chat_example(record, cfg.system_prompt)
+            handles[name].write(dumps(row) + "\n")
+            counts[name] += 1
+            by_source.setdefault(record["source"], Counter())[name] += 1
 
-    write_jsonl(out / "sft.jsonl", sft)
-    write_jsonl(out / "pairs.jsonl", pairs)
-    write_jsonl(out / "eval.jsonl", evals)
-    groups = Counter(f"{e['group']}/{'heldout' if e['heldout'] else 'seen'}" for e in evals)
     summary = {
-        "sft": len(sft), "pairs": len(pairs), "eval": len(evals),
+        **counts,
         "eval_by_group": dict(sorted(groups.items())),
+        "labelled_by_split": dict(sorted(labelled_splits.items())),
+        "labelled_by_task": dict(sorted(tasks.items())),
+        "by_source": {src: {n: c.get(n, 0) for n in names} for src, c in sorted(by_source.items())},
         "lineage": lineage.stamp("format", [args.valid], cfg, seed),
     }
     write_json(Path(args.report) / "summary.json", summary)
-    print(f"format: {len(sft)} SFT examples, {len(pairs)} preference pairs, {len(evals)} eval prompts "
-          f"{dict(sorted(groups.items()))}")
+    print(f"format: {counts['sft']} SFT examples, {counts['pairs']} preference pairs, {counts['prompts']} "
+          f"training prompts, {counts['labelled']} labelled rows {dict(sorted(labelled_splits.items()))}, "
+          f"{counts['eval']} eval prompts {dict(sorted(groups.items()))}")
 
 
 if __name__ == "__main__":

@@ -558,8 +558,8 @@ def _rows(target: Path | str, rel: str, fmt: str, schema: str, spec: SourceConfi
 def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator[dict]:
     kind = spec.kind or SCHEMA_KIND[schema]
     static = dict(spec.labels)
-    if spec.split != "auto":
-        static["split"] = spec.split
+    if spec.split != "auto":  # not `split`: the generator's labels use that for seen/held-out
+        static["force_split"] = spec.split
     if spec.task:
         static["task"] = spec.task
     read = SCHEMAS[schema]
