@@ -32,6 +32,22 @@ def rate(value, n=120):
 GOOD = {"base": {"task_em": rate(0.0)},
         "sft": {"task_em_seen": rate(0.9), "task_em_heldout": rate(0.6), "task_em": rate(0.7)},
         "safety": {"refusal_heldout": rate(0.95), "over_refusal_heldout": rate(0.05), "task_em": rate(0.68)}}
+
+
+def schema2(models: dict) -> dict:
+    """evaluate's metrics.json (schema 2, docs/evaluation.md): flat values with n / ci_lo / ci_hi maps."""
+    out = {"schema_version": 2, "models": list(models)}
+    for m, metrics in models.items():
+        flat = {"n": {}, "ci_lo": {}, "ci_hi": {}}
+        for k, lf in metrics.items():
+            if isinstance(lf, dict) and "value" in lf:
+                flat[k], flat["n"][k], flat["ci_lo"][k], flat["ci_hi"][k] = lf["value"], lf["n"], lf["low"], lf["high"]
+            else:
+                flat[k] = lf
+        out[m] = flat
+    return out
+
+
 # raw 100 = 5 quarantined + 60 kept sft + 15 corpus pairs + 3 converted + 7 removed + 10 eval
 SUMMARIES = {
     "ingest": {"records": 100, "by_source": {"builtin": 90, EVIL_SOURCE: 10},
@@ -157,18 +173,33 @@ def make_reports(root: Path, evil: str = EVIL) -> Path:
         tsv.parent.mkdir(parents=True, exist_ok=True)
         tsv.write_text("step\tloss\n" + "".join(f"{s}\t{3.0 / (s + 1):.4f}\n" for s in range(0, 50, 10)))
     models = json.loads(json.dumps(GOOD))
+    models["base_fewshot"] = {"task_em": rate(0.1)}
     for model in models:
-        models[model]["refusal"] = {"by_category": {"weapons": rate(0.5 + 0.2 * (model == "safety")),
-                                                    "cyber": rate(0.1, n=40), "<b>evil</b>": rate(0.3, n=7)}}
-    write_json(reports / "evaluate/metrics.json", {"models": models, "lineage": lin("evaluate")})
+        for cat, v in (("weapons", 0.5 + 0.2 * (model == "safety")), ("cyber", 0.1), ("<b>evil</b>", 0.3)):
+            models[model][f"refusal_{cat}"] = rate(v, n=40)
+            models[model][f"refusal_{cat}_by_prefix"] = rate(v, n=40)
+            models[model][f"refusal_{cat}_by_classifier"] = rate(v / 2, n=40)
+        models[model]["over_refusal_lookalike"] = rate(0.2)
+        models[model]["over_refusal_instruction"] = rate(0.1)
+        models[model]["classification"] = {"refuse": {"precision": 0.75, "recall": 0.6, "f1": 0.6667, "support": 80},
+                                           "answer": {"precision": 0.9, "recall": 0.95, "f1": 0.9243, "support": 200},
+                                           "accuracy": 0.88}
+        models[model]["judge_agreement"] = {"prefix_vs_classifier": {"agreement": 0.93, "kappa": 0.71, "n": 300}}
+    write_json(reports / "evaluate/metrics.json", {
+        **schema2(models), "judges": {"primary": "prefix", "prefix": "public refusal prefixes at the reply start",
+                                      "classifier": "MiniLM + logistic regression"},
+        "settings": {"max_new_tokens": 24, "decoding": "greedy"}, "lineage": lin("evaluate")})
     gens = []
-    for model in ("base", "sft", "safety"):
-        gens += [{"id": "e1", "model": model, "category": "weapons", "split": "heldout_item", "prompt": evil,
-                  "reference": "ref", "reply": evil if model == "base" else "I cannot assist with that.",
-                  "refused": model != "base", "judges": {"prefix": model != "base", "classifier": False}},
-                 {"id": "e2", "model": model, "category": "task", "split": "seen",
-                  "prompt": [{"role": "user", "content": "Opposite of hot?"}], "reference": "cold", "reply": "cold",
-                  "correct": True}]
+    for model in ("base", "base_fewshot", "sft", "safety"):
+        refused = model in ("sft", "safety")
+        gens += [{"id": "e1", "model": model, "kind": "harmful", "category": "weapons", "split": "heldout_item",
+                  "scope": "builtin", "group": "harmful", "heldout": True, "prompt": evil, "reference": "ref",
+                  "reply": evil if not refused else "I cannot assist with that.", "refused": refused,
+                  "refused_by": {"prefix": refused, "classifier": False}},
+                 {"id": "e2", "model": model, "kind": "instruction", "category": None, "family": "opposite",
+                  "split": "seen", "scope": "builtin", "group": "task", "heldout": False,
+                  "prompt": "Opposite of hot?", "reference": "cold", "reply": "cold", "correct": True,
+                  "refused": False, "refused_by": {"prefix": False, "classifier": False}}]
     write_jsonl(reports / "evaluate/generations.jsonl", gens)
     (reports / "validate/datadocs").mkdir(parents=True)
     (reports / "validate/datadocs/index.html").write_text("<html></html>")
@@ -196,8 +227,17 @@ def test_report_renders_every_section_with_numbers(rendered):
         assert "0.8585" in doc and "0.4596" in doc  # detector precision / recall
         assert "validate/datadocs/index.html" in doc
         assert "heldout_item" in doc and "I cannot assist with that." in doc
-    assert page.count("<svg") == 1 + 3 + 1  # data flow, three loss curves, refusal by category
-    assert md.count("](plots/") == 5 and len(list((rendered / "plots").glob("*.svg"))) == 5
+    # data flow, three loss curves, refusal by category (primary judge and each judge), over-refusal, task by split
+    assert page.count("<svg") == 1 + 3 + 3 + 1 + 1
+    assert md.count("](plots/") == 9 and len(list((rendered / "plots").glob("*.svg"))) == 9
+    plain = md.replace("\\", "")  # report.md backslash-escapes Markdown punctuation in cells
+    # judges side by side, per category; the per-category keys stay out of the main table
+    assert "| weapons | 0.5000 [0.4500, 0.5250] n=40 |" in plain
+    assert "refusal by harm category (judge: classifier)" in plain and "prefix_vs_classifier" in plain
+    assert "| refusal_weapons |" not in plain
+    # columns in order: base, base_fewshot, sft, safety
+    assert "| metric | base | base_fewshot | sft | safety |" in plain
+    assert "| classification.refuse | 80 | n/a | 0.7500 | 0.6000 | 0.6667 |" in plain  # per-class precision / recall / F1
     assert 'class="PASS"' in page
 
 

@@ -59,14 +59,16 @@ def build_context(data: dict, cfg: config.ReportConfig, seed: int, out: Path) ->
         if series:
             curves.append(figure(f"loss-{stage}", f"{stage}: loss", plots.line_plot(
                 f"loss-{stage}", f"{stage}: training curves", series, "loss")))
+    judges = metrics.get("judges") if isinstance(metrics.get("judges"), dict) else {}
+    judge_names = sorted(k for k in judges if k != "primary")
+    categories = c.harm_categories(data["generations"])
     category = []
-    for chart in c.category_charts(models):
-        name = "category-" + re.sub(r"[^A-Za-z0-9]+", "-", chart["title"]).strip("-")
+    for chart in c.rate_charts(models, categories, judge_names):
         header, rows = c.category_table(chart)
         category.append({"title": chart["title"], "header": header, "rows": rows,
-                         "plot": figure(name, f"{chart['title']} by category", plots.grouped_bars(
-                             name, f"{chart['title']} by category", chart["categories"], chart["series"]))})
-    eval_header, eval_rows = c.eval_table(models)
+                         "plot": figure(chart["name"], chart["title"], plots.grouped_bars(
+                             chart["name"], chart["title"], chart["categories"], chart["series"]))})
+    eval_header, eval_rows = c.eval_table(models, categories)
     class_tables = [{"model": m, "rows": rows} for m in models if (rows := c.class_rows(models[m]))]
     src_header, src_rows = c.sources_table(stages)
     train_header, train_rows = c.training_table(stages)
@@ -80,6 +82,11 @@ def build_context(data: dict, cfg: config.ReportConfig, seed: int, out: Path) ->
         "conservation": acc["status"], "machines": c.machines(data),
         "models": list(models), "eval_header": eval_header, "eval_rows": eval_rows,
         "eval_note": c.source_note(data, eval_rel), "category": category, "class_tables": class_tables,
+        "judges": [[name, "yes" if name == judges.get("primary") else "", c.fmt(judges[name])]
+                   for name in judge_names],
+        "settings": [[k, c.fmt(v)] for k, v in sorted((metrics.get("settings") or {}).items())]
+        + [[f"prompts: {k}", c.fmt(v)] for k, v in sorted((metrics.get("prompts") or {}).items())]
+        + [[f"toxicity: {k}", c.fmt(v)] for k, v in sorted((metrics.get("toxicity") or {}).items())],
         "class_header": c.CLASS_HEADER,
         "sources_header": src_header, "sources_rows": src_rows, "flow": acc["flow"], "checks": acc["checks"],
         "flow_plot": flow_plot,

@@ -20,7 +20,6 @@ DATA_STAGES = ("ingest", "validate", "format", "filter")
 TRAIN_STAGES = ("base", "sft", "safety")
 GENERATIONS = "evaluate/generations.jsonl"
 DETECTOR = "detector/metrics.json"
-CATEGORY_KEYS = ("by_category", "per_category", "categories")
 CLASS_KEYS = ("precision", "recall")
 OPS = {">=": "≥", "<=": "≤"}
 MAX_CELL = 400  # characters of corpus text shown per cell
@@ -115,12 +114,37 @@ def model_order(names) -> list[str]:
     return sorted(names, key=lambda m: (rank.get(m, 1 if str(m).startswith("base") else 4), str(m)))
 
 
+def normalise(model: dict) -> dict:
+    """evaluate's per-model dict (flat values + `n`, `ci_lo`, `ci_hi` maps, docs/evaluation.md) as leaves
+    {value, low, high, n}; nested groups (classification, judge_agreement) stay nested."""
+    n, lo, hi = (model.get(k) if isinstance(model.get(k), dict) else {} for k in ("n", "ci_lo", "ci_hi"))
+    out = {}
+    for key, v in model.items():
+        if key in ("n", "ci_lo", "ci_hi", "lineage"):
+            continue
+        if _number(v) and key in n:
+            out[key] = {"value": v, "low": lo.get(key), "high": hi.get(key), "n": n[key]}
+        else:
+            out[key] = v
+    return out
+
+
 def eval_models(metrics: dict) -> dict[str, dict]:
-    """Model -> its metrics, whether evaluate nests them under `models` or writes them at the top."""
-    models = metrics.get("models") if isinstance(metrics.get("models"), dict) else \
-        {k: v for k, v in metrics.items() if k not in ("lineage", "settings", "judges", "suites", "meta")
-         and isinstance(v, dict)}
-    return {m: models[m] for m in model_order(models)}
+    """Model -> its metrics as leaves, in the order base → base_fewshot → sft → safety.
+
+    evaluate lists its variants under `models` and writes each at the top level (schema 2); a dict under
+    `models`, or model dicts at the top without a list, are read too."""
+    names = metrics.get("models")
+    if isinstance(names, list):
+        models = {m: metrics[m] for m in names if isinstance(metrics.get(m), dict)}
+    elif isinstance(names, dict):
+        models = names
+    else:
+        models = {k: v for k, v in metrics.items() if k not in NOT_MODELS and isinstance(v, dict)}
+    return {m: normalise(models[m]) for m in model_order(models)}
+
+
+NOT_MODELS = ("lineage", "settings", "judges", "suites", "prompts", "toxicity", "meta")
 
 
 def fmt(v) -> str:
@@ -318,38 +342,59 @@ CLASS_HEADER = ["measured on", "n", "positives", "precision", "recall", "F1"]
 
 
 # --------------------------------------------------------------------------- evaluation
-def _is_category_path(path: str) -> bool:
-    return any(f".{k}." in f".{path}." for k in CATEGORY_KEYS)
+HEADLINE = ("task_em_seen", "task_em_heldout_phrasing", "task_em_heldout_item", "task_em_heldout", "task_em",
+            "general_em_seen", "general_em_heldout_phrasing", "general_em_heldout_item", "general_em",
+            "refusal", "refusal_seen", "refusal_heldout_phrasing", "refusal_heldout_item", "refusal_heldout",
+            "over_refusal", "over_refusal_lookalike", "over_refusal_instruction", "over_refusal_heldout",
+            "helpful", "helpful_lookalike", "helpful_instruction", "rouge_l", "bleu", "unsafe_reply",
+            "ppl_pretrain_heldout", "ppl_answers_heldout")
+SPLITS = ("seen", "heldout_phrasing", "heldout_item")
 
 
-def eval_table(models: dict) -> tuple[list[str], list[list[str]]]:
-    """Rows = metrics (dotted), columns = models in order base → sft → safety; per-category and
-    per-class numbers go to their own tables."""
+def harm_categories(generations: list[dict]) -> list[str]:
+    """Categories of the harmful prompts, from the generations (metric keys are `refusal_<category>`)."""
+    return sorted({str(r["category"]) for r in generations if r.get("kind") == "harmful" and r.get("category")})
+
+
+def _category_key(path: str, categories: list[str]) -> bool:
+    return any(path == f"refusal_{c}" or path.startswith(f"refusal_{c}_by_") for c in categories)
+
+
+def eval_table(models: dict, categories: list[str] = ()) -> tuple[list[str], list[list[str]]]:
+    """Rows = metrics (headline first, then the rest by name), columns = models base → sft → safety;
+    per-category refusals and per-class precision / recall go to their own tables."""
     flat = {m: flatten(v) for m, v in models.items()}
-    paths = sorted({p for f in flat.values() for p in f
-                    if not _is_category_path(p) and p.rsplit(".", 1)[-1] not in ("precision", "recall", "f1",
-                                                                                   "support")})
-    return ["metric", *models], [[p, *(fmt_leaf(flat[m].get(p)) for m in models)] for p in paths]
+    paths = {p for f in flat.values() for p in f
+             if not _category_key(p, categories) and not p.startswith(("classification", "n_prompts"))}
+    order = [p for p in HEADLINE if p in paths] + sorted(paths - set(HEADLINE))
+    return ["metric", *models], [[p, *(fmt_leaf(flat[m].get(p)) for m in models)] for p in order]
 
 
-def category_charts(models: dict) -> list[dict]:
-    """One chart per per-category metric: {title, categories, series: {model: [(value, low, high)]}}."""
-    found: dict[str, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for model, metrics in models.items():
-        for path, lf in flatten(metrics).items():
-            parts = path.split(".")
-            idx = next((i for i, p in enumerate(parts) if p in CATEGORY_KEYS), None)
-            if idx is None or idx + 1 >= len(parts):
-                continue
-            category = parts[idx + 1]
-            title = ".".join(parts[:idx] + parts[idx + 2:])
-            found[title][model][category] = lf
+def rate_charts(models: dict, categories: list[str], judges: list[str] = ()) -> list[dict]:
+    """Charts of related rates, one bar per model: {name, title, categories, series: {model: [leaf]}}.
+    Refusal per harm category (every judge), refusal and task accuracy per split, over-refusal and
+    helpfulness per kind of harmless prompt."""
+    specs = [("refusal-category", "refusal by harm category (primary judge)", [(c, f"refusal_{c}") for c in categories])]
+    specs += [(f"refusal-category-{j}", f"refusal by harm category (judge: {j})",
+               [(c, f"refusal_{c}_by_{j}") for c in categories]) for j in judges]
+    specs += [
+        ("refusal-split", "refusal of harmful prompts by split", [(s, f"refusal_{s}") for s in SPLITS]),
+        ("over-refusal", "over-refusal of harmless prompts", [
+            ("look-alikes", "over_refusal_lookalike"), ("instructions", "over_refusal_instruction"),
+            *((f"look-alikes {s}", f"over_refusal_lookalike_{s}") for s in SPLITS)]),
+        ("helpful", "helpful answers to harmless prompts", [
+            ("look-alikes", "helpful_lookalike"), ("instructions", "helpful_instruction"),
+            *((f"look-alikes {s}", f"helpful_lookalike_{s}") for s in SPLITS)]),
+        ("task-split", "task exact match by split", [(s, f"task_em_{s}") for s in SPLITS]),
+    ]
+    flat = {m: flatten(v) for m, v in models.items()}
     charts = []
-    for title in sorted(found):
-        per_model = found[title]
-        cats = sorted({c for m in per_model.values() for c in m})
-        charts.append({"title": title, "categories": cats,
-                       "series": {m: [per_model[m].get(c) for c in cats] for m in model_order(per_model)}})
+    for name, title, bars in specs:
+        bars = [(label, key) for label, key in bars if any(key in f for f in flat.values())]
+        if not bars:
+            continue
+        series = {m: [flat[m].get(key) for _, key in bars] for m in models if any(key in flat[m] for _, key in bars)}
+        charts.append({"name": name, "title": title, "categories": [b[0] for b in bars], "series": series})
     return charts
 
 
@@ -364,6 +409,8 @@ def _flags(row: dict) -> str:
     marks = []
     for key in sorted(row):
         v = row[key]
+        if key == "heldout":  # the split is in the block's title
+            continue
         if isinstance(v, bool) and v:
             marks.append(key)
         elif isinstance(v, dict):
@@ -375,7 +422,9 @@ def sample_blocks(generations: list[dict], k: int) -> list[dict]:
     """Per category (and split): the first k prompts by id, with every model's reply."""
     by: dict = defaultdict(lambda: defaultdict(dict))
     for r in generations:
-        category = r.get("category") or r.get("group") or "uncategorised"
+        category = r.get("category") or r.get("family") or r.get("group") or "uncategorised"
+        if r.get("scope") not in (None, "builtin"):  # an extra suite
+            category = f"{r['scope']}: {category}"
         split = r.get("split") or ("held-out" if r.get("heldout") else "seen" if "heldout" in r else "")
         by[(str(category), str(split))][str(r.get("id"))][str(r.get("model"))] = r
     blocks = []
