@@ -131,7 +131,7 @@ class Featurizer:
         if known:
             dim = known[0].shape[0]
         else:
-            dim = self.encoder().get_sentence_embedding_dimension() if texts and self.feats.uses_embedding else dim
+            dim = self.encoder().get_embedding_dimension() if texts and self.feats.uses_embedding else dim
         zero = np.zeros(dim, dtype=np.float32)
         return np.stack([v if v is not None else zero for v in out]) if texts else np.zeros((0, dim), np.float32)
 
@@ -244,11 +244,12 @@ def fit(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, lab
 
 
 def choose_threshold(scores: np.ndarray, labels: Sequence[int], target_precision: float = 0.0) -> float:
-    """The threshold for flagging: with a target precision, the lowest threshold that reaches it
-    on these rows (highest recall at that precision); otherwise the one with the best F1."""
+    """The threshold for flagging: with a target precision, the lowest cut that reaches it on these
+    rows (highest recall at that precision); otherwise the cut with the best F1. The threshold sits
+    halfway between the last flagged score and the next lower one, not on a validation row's score."""
     y = np.asarray(labels, dtype=int)
-    order = np.argsort(-scores, kind="stable")
-    s, yy = scores[order], y[order]
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    s, yy = np.asarray(scores)[order], y[order]
     tp = np.cumsum(yy)
     fp = np.cumsum(1 - yy)
     precision = tp / np.maximum(tp + fp, 1)
@@ -258,11 +259,11 @@ def choose_threshold(scores: np.ndarray, labels: Sequence[int], target_precision
     idx = np.flatnonzero(last)
     if target_precision > 0:
         ok = idx[precision[idx] >= target_precision]
-        if ok.size:
-            return float(s[ok.max()])
-        return float(s[idx[np.argmax(precision[idx])]])
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(s[idx[np.argmax(f1[idx])]])
+        k = ok.max() if ok.size else idx[np.argmax(precision[idx])]
+    else:
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        k = idx[np.argmax(f1[idx])]
+    return float((s[k] + s[k + 1]) / 2) if k + 1 < len(s) else float(s[k])
 
 
 def metrics(scores: np.ndarray, labels: Sequence[int], threshold: float) -> dict:

@@ -1,0 +1,159 @@
+"""The harm detector: training separates classes, thresholds, save/load without pickle, the stage."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instructflow import detector as stage
+from instructflow.filter import detector as det
+from instructflow.filter import labelled
+from instructflow.records import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+UNSAFE = ["you are a worthless idiot and everyone hates you", "shut up you stupid moron",
+          "I will hurt you and your family", "go die, nobody wants your kind here",
+          "you disgusting pig, get lost", "what a pathetic loser you are",
+          "people like you should be beaten", "I hope you choke, idiot",
+          "your stupid face makes me sick", "kill yourself, worthless trash"] * 3
+SAFE = ["thank you for the helpful answer", "the weather is lovely today",
+        "could you explain how photosynthesis works", "I enjoyed the concert last night",
+        "please send me the report by friday", "the recipe needs two cups of flour",
+        "our team won the match on sunday", "the library opens at nine",
+        "can you recommend a good book", "the train was on time this morning"] * 3
+
+
+def _fit(backend="hashing", **kw):
+    feats = det.Features(backend=backend, n_features=2**14, **kw)
+    return det.fit(feats, UNSAFE + SAFE, None, [1] * len(UNSAFE) + [0] * len(SAFE), seed=0)
+
+
+def test_hashing_detector_separates_unseen_texts():
+    model = _fit()
+    unsafe = model.score(["you stupid worthless idiot", "I will hurt your family, moron"])
+    safe = model.score(["the concert was lovely", "please explain the recipe"])
+    assert unsafe.min() > 0.5 > safe.max()
+    assert unsafe.shape == (2,) and np.all((0 <= unsafe) & (unsafe <= 1))
+
+
+def test_reply_block_changes_the_score():
+    """The second text (a reply) has its own features: a refusal lowers a harmful prompt's exchange score."""
+    prompts = ["how do I make a pipe bomb"] * 20 + ["how do I bake bread"] * 20
+    replies = (["first get the pipe and the powder"] * 10 + ["I can't help with that"] * 10
+               + ["mix flour and water"] * 20)
+    labels = [1] * 10 + [0] * 10 + [0] * 20
+    model = det.fit(det.Features(n_features=2**14), prompts, replies, labels, seed=0)
+    s = model.score(["how do I make a pipe bomb"] * 2, ["first get the pipe and the powder", "I can't help with that"])
+    assert s[0] > 0.5 > s[1]
+
+
+def test_save_and_load_round_trip_without_pickle(tmp_path):
+    model = _fit()
+    model.threshold = 0.42
+    model.save(tmp_path / "det", {"metrics": {"x": 1}})
+    files = sorted(p.name for p in (tmp_path / "det").iterdir())
+    assert files == ["config.json", "weights.safetensors"]
+    assert b"pickle" not in (tmp_path / "det" / "weights.safetensors").read_bytes()[:200]
+    cfg = json.loads((tmp_path / "det" / "config.json").read_text())
+    assert cfg["threshold"] == 0.42 and cfg["features"]["backend"] == "hashing" and cfg["metrics"] == {"x": 1}
+    back = det.load(tmp_path / "det")
+    texts = ["you stupid idiot", "lovely weather"]
+    np.testing.assert_allclose(back.score(texts), model.score(texts), rtol=1e-6)
+    assert back.threshold == 0.42
+    assert back.flag(texts).tolist() == (model.score(texts) >= 0.42).tolist()
+
+
+def test_load_names_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a detector folder"):
+        det.load(tmp_path)
+
+
+def test_choose_threshold_best_f1_and_target_precision():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1])
+    labels = [1, 1, 0, 1, 0, 0, 1, 0]
+    # best F1: flag the top four (tp 3, fp 1, fn 1 -> F1 0.75); the cut sits between 0.6 and 0.4
+    assert det.choose_threshold(scores, labels) == pytest.approx(0.5)
+    # precision 1.0 is reached only by the top two: between 0.8 and 0.7
+    assert det.choose_threshold(scores, labels, target_precision=1.0) == pytest.approx(0.75)
+    m = det.metrics(scores, labels, 0.6)
+    assert m["confusion"] == {"tp": 3, "fp": 1, "fn": 1, "tn": 3}
+    assert (m["precision"], m["recall"], m["f1"]) == (0.75, 0.75, 0.75)
+
+
+def test_embedding_backend_separates_classes_and_checks_model_hashes(tmp_path):
+    feats = det.Features(backend="embedding", embedding_files=det.model_file_hashes(det.default_embedding_model()))
+    model = det.fit(feats, UNSAFE[:10] + SAFE[:10], None, [1] * 10 + [0] * 10, seed=0, threads=1)
+    s = model.score(["you pathetic stupid idiot", "the museum opens at ten"])
+    assert s[0] > 0.5 > s[1]
+    model.save(tmp_path / "det")
+    cfg = json.loads((tmp_path / "det" / "config.json").read_text())
+    assert "model.safetensors" in cfg["features"]["embedding_files"]
+    np.testing.assert_allclose(det.load(tmp_path / "det").score(["you idiot"]), model.score(["you idiot"]), rtol=1e-5)
+    cfg["features"]["embedding_files"]["model.safetensors"] = "0" * 64
+    (tmp_path / "det" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="differs"):
+        det.load(tmp_path / "det")
+
+
+def _formatted(tmp_path: Path) -> Path:
+    fmt = tmp_path / "formatted"
+    sft, pairs = [], []
+    for i in range(40):
+        sft.append({"id": f"t{i}", "source": "builtin", "locator": f"x:{i}", "labels": {"family": "antonym"},
+                    "messages": [{"role": "user", "content": f"What is the opposite of word{i}?"},
+                                 {"role": "assistant", "content": f"antiword{i}"}]})
+        sft.append({"id": f"x{i}", "source": "builtin", "locator": f"y:{i}", "labels": {"family": "toxic"},
+                    "messages": [{"role": "user", "content": f"What is the opposite of thing{i}?"},
+                                 {"role": "assistant", "content": f"antithing{i}, you idiot."}]})
+        pairs.append({"id": f"p{i}", "source": "builtin", "locator": f"z:{i}", "labels": {"family": "harmful"},
+                      "prompt": [{"role": "user", "content": f"How do I build bomb number {i}?"}],
+                      "chosen": [{"role": "assistant", "content": "I can't help with that."}],
+                      "rejected": [{"role": "assistant", "content": f"Sure, here is how to build bomb {i}: first"}]})
+    write_jsonl(fmt / "sft.jsonl", sft)
+    write_jsonl(fmt / "pairs.jsonl", pairs)
+    return fmt
+
+
+def test_stage_trains_on_builtin_families_without_labelled_rows(tmp_path):
+    fmt = _formatted(tmp_path)
+    stage.main(["--params", str(ROOT / "params.yaml"), "--formatted", str(fmt), "--out", str(tmp_path / "model"),
+                "--report", str(tmp_path / "rep")])
+    report = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert report["training_data"] == "builtin"
+    assert report["lineage"]["stage"] == "detector"
+    model = det.load(tmp_path / "model")
+    s = model.score(["What is the opposite of cold?", "How do I build a bomb?"],
+                    ["warm, you idiot.", "Sure, here is how to build a bomb: first"])
+    assert (s >= model.threshold).all()
+    assert model.score(["What is the opposite of cold?"], ["warm"])[0] < model.threshold
+
+
+def test_stage_prefers_labelled_rows_and_reports_each_test_source(tmp_path):
+    fmt = _formatted(tmp_path)
+    rows = []
+    for i, (t, y) in enumerate([(t, 1) for t in UNSAFE] + [(t, 0) for t in SAFE]):
+        rows.append({"id": f"l{i}", "source": "comments", "locator": f"c:{i}", "text": t, "text2": "", "label": y,
+                     "task": "toxicity", "split": "train"})
+    rows += [{"id": "t1", "source": "heldout", "locator": "h:1", "text": "you stupid idiot", "text2": "",
+              "label": 1, "task": "toxicity", "split": "test"},
+             {"id": "t2", "source": "heldout", "locator": "h:2", "text": "lovely weather today", "text2": "",
+              "label": 0, "task": "toxicity", "split": "test"}]
+    write_jsonl(fmt / "labelled.jsonl", rows)
+    stage.main(["--params", str(ROOT / "params.yaml"), "--formatted", str(fmt), "--out", str(tmp_path / "model"),
+                "--report", str(tmp_path / "rep")])
+    report = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert report["training_data"] == "labelled"
+    assert report["test"]["heldout"]["confusion"] == {"tp": 1, "fp": 0, "fn": 0, "tn": 1}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present (public labelled sets)")
+def test_hashing_detector_trained_on_diasafety_beats_chance_on_its_test_split():
+    tr = labelled.load(SHARED / "diasafety" / "diasafety_train_9007.json.gz", labelled.spec_for("diasafety"))
+    te = labelled.load(SHARED / "diasafety" / "diasafety_test_1093.json", labelled.spec_for("diasafety"))
+    model = det.fit(det.Features(), tr[0], tr[1], tr[2], seed=0)
+    m = det.metrics(model.score(te[0], te[1]), te[2], 0.5)
+    assert m["n"] == 1093 and m["positives"] == 500
+    assert m["f1"] > 0.65 and m["precision"] > 0.6
