@@ -58,7 +58,7 @@ SUMMARIES = {
                                EVIL_SOURCE: {"valid": 5, "quarantined": {"rule_a": 5}}}},
     "format": {"sft": 70, "pairs": 15, "eval": 10, "eval_by_group": {"task/heldout": 10}},
     "filter": {"kept_sft": 60, "kept_pairs": 18, "eval": 10, "converted_to_pairs": 3, "removed": 7,
-               "removed_by_reason": {"toxic": 7}},
+               "removed_by_reason": {"toxic": 7}, "removed_by_source": {"builtin": {"toxic": 7}}},
 }
 
 
@@ -149,12 +149,26 @@ def test_accounting_reports_the_mismatch():
     assert acc["checks"][0][1:] == ["100", "97", "MISMATCH (3)"]
 
 
-def test_sources_table_joins_license_and_per_source_counts():
+def test_sources_table_and_per_source_flow():
     header, rows = content.sources_table(SUMMARIES)
-    assert header[:4] == ["source", "license", "ingest: records", "ingest: unparseable"]
     row = {r[0]: dict(zip(header, r)) for r in rows}[EVIL_SOURCE]
-    assert row["license"] == "CC-BY-4.0" and row["ingest: records"] == "10"
-    assert row["validate: quarantined.rule_a"] == "5" and row["validate: valid"] == "5"
+    assert row["license"] == "CC-BY-4.0" and row["raw records"] == "10" and row["unparseable"] == "2"
+    flow = {tuple(r[:3]): r[3] for r in content.per_source_flow(SUMMARIES)}
+    assert flow[(EVIL_SOURCE, "ingest", "raw records")] == "10"
+    assert flow[(EVIL_SOURCE, "validate", "quarantined.rule_a")] == "5"
+    assert flow[("builtin", "filter", "removed.toxic")] == "7"
+
+
+def test_accounting_counts_prompts_and_labelled_rows():
+    more = json.loads(json.dumps(SUMMARIES))
+    more["ingest"]["records"] += 9
+    more["validate"]["rows"] += 9
+    more["validate"]["valid"] += 9
+    more["format"] |= {"prompts": 5, "labelled": 4}
+    more["filter"] |= {"kept_prompts": 4, "removed": 8}  # one prompt removed
+    assert content.accounting(more)["status"] == "OK"
+    more["filter"]["kept_prompts"] = 5  # a prompt counted twice
+    assert content.accounting(more)["status"] == "MISMATCH (-1)"
 
 
 def make_reports(root: Path, evil: str = EVIL) -> Path:

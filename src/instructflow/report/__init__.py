@@ -88,7 +88,8 @@ def build_context(data: dict, cfg: config.ReportConfig, seed: int, out: Path) ->
         + [[f"prompts: {k}", c.fmt(v)] for k, v in sorted((metrics.get("prompts") or {}).items())]
         + [[f"toxicity: {k}", c.fmt(v)] for k, v in sorted((metrics.get("toxicity") or {}).items())],
         "class_header": c.CLASS_HEADER,
-        "sources_header": src_header, "sources_rows": src_rows, "flow": acc["flow"], "checks": acc["checks"],
+        "sources_header": src_header, "sources_rows": src_rows, "per_source": c.per_source_flow(stages),
+        "flow": acc["flow"], "checks": acc["checks"],
         "flow_plot": flow_plot,
         "data_note": c.source_note(data, *(data["files"][s] for s in c.DATA_STAGES if s in data["files"])),
         "quarantine": [[k, c.fmt(v)] for k, v in sorted((val.get("quarantined_by_rule") or {}).items())],

@@ -239,7 +239,10 @@ def accounting(stages: dict) -> dict:
     ing, val, frm, flt = (stages.get(s) or {} for s in DATA_STAGES)
     raw, q, valid = _num(ing, "records"), _num(val, "quarantined"), _num(val, "valid")
     f_sft, f_pairs, f_eval = _num(frm, "sft"), _num(frm, "pairs"), _num(frm, "eval")
+    # prompt-only prompts and labelled classification rows: 0 when a summary predates them
+    f_prompts, f_labelled = (_num(frm, k) or 0 if frm else None for k in ("prompts", "labelled"))
     k_sft, k_pairs, conv = _num(flt, "kept_sft"), _num(flt, "kept_pairs"), _num(flt, "converted_to_pairs")
+    k_prompts = _num(flt, "kept_prompts") or 0 if flt else None
     removed, ev = _num(flt, "removed"), _num(flt, "eval")
     orig_pairs = None if k_pairs is None or conv is None else k_pairs - conv
 
@@ -249,21 +252,25 @@ def accounting(stages: dict) -> dict:
     flow = ([["ingest", "raw records", fmt(raw)]] + sub("ingest", ing.get("by_source"))
             + [["validate", "quarantined by validation", fmt(q)]] + sub("validate", val.get("quarantined_by_rule"))
             + [["validate", "valid records", fmt(valid)], ["format", "SFT examples", fmt(f_sft)],
-               ["format", "preference pairs", fmt(f_pairs)], ["format", "eval prompts", fmt(f_eval)]]
+               ["format", "preference pairs", fmt(f_pairs)], ["format", "prompt-only prompts", fmt(f_prompts)],
+               ["format", "labelled rows (for the harm detector)", fmt(f_labelled)],
+               ["format", "eval prompts", fmt(f_eval)]]
             + sub("format", frm.get("eval_by_group"))
             + [["filter", "removed by the filter", fmt(removed)]] + sub("filter", flt.get("removed_by_reason"))
             + [["filter", "kept: SFT examples (training)", fmt(k_sft)],
                ["filter", "kept: preference pairs from the corpus", fmt(orig_pairs)],
                ["filter", "kept: safety pairs converted from harmful compliance", fmt(conv)],
+               ["filter", "kept: prompt-only prompts", fmt(k_prompts)],
                ["filter", "kept: eval prompts", fmt(ev)]])
     checks = [
-        ("raw = quarantined + kept SFT + corpus pairs + converted pairs + removed + eval",
-         raw, _sum(q, k_sft, orig_pairs, conv, removed, ev)),
+        ("raw = quarantined + kept SFT + corpus pairs + converted pairs + kept prompts + removed + eval + labelled",
+         raw, _sum(q, k_sft, orig_pairs, conv, k_prompts, removed, ev, f_labelled)),
         ("ingest records = validate rows", raw, _num(val, "rows")),
         ("validate rows = valid + quarantined", _num(val, "rows"), _sum(valid, q)),
-        ("valid = format SFT + pairs + eval", valid, _sum(f_sft, f_pairs, f_eval)),
-        ("format SFT + pairs = filter kept SFT + kept pairs (converted included) + removed",
-         _sum(f_sft, f_pairs), _sum(k_sft, k_pairs, removed)),
+        ("valid = format SFT + pairs + prompts + labelled + eval", valid,
+         _sum(f_sft, f_pairs, f_prompts, f_labelled, f_eval)),
+        ("format SFT + pairs + prompts = filter kept SFT + kept pairs (converted included) + kept prompts + removed",
+         _sum(f_sft, f_pairs, f_prompts), _sum(k_sft, k_pairs, k_prompts, removed)),
         ("format eval = filter eval", f_eval, ev),
     ]
     rows = [[name, fmt(left), fmt(right), _status(left, right)] for name, left, right in checks]
@@ -271,7 +278,8 @@ def accounting(stages: dict) -> dict:
     status = "OK" if all(s == "OK" for s in states) else next((s for s in states if s not in ("n/a", "OK")), "n/a")
     bars = [(label, int(v)) for label, v in (
         ("raw records", raw), ("quarantined (validate)", q), ("removed (filter)", removed),
-        ("kept SFT examples", k_sft), ("kept preference pairs", k_pairs), ("eval prompts", ev)) if v is not None]
+        ("kept SFT examples", k_sft), ("kept preference pairs", k_pairs), ("kept prompt-only prompts", k_prompts),
+        ("labelled rows (detector)", f_labelled), ("eval prompts", ev)) if v is not None]
     return {"flow": flow, "checks": rows, "status": status, "bars": bars}
 
 
@@ -286,30 +294,34 @@ def _numeric_leaves(obj, prefix: str = "") -> dict[str, object]:
 
 
 def sources_table(stages: dict) -> tuple[list[str], list[list[str]]]:
-    """Per source: license and raw counts from ingest, then every per-source count the later stages report
-    (`by_source` maps of dicts: kept / quarantined by rule / removed by reason)."""
+    """Per source: license, raw records, unparseable rows, kinds and files, from the ingest summary."""
     ing = stages.get("ingest") or {}
     sources = ing.get("sources") if isinstance(ing.get("sources"), dict) else {}
-    names = set(sources) | {s for st in DATA_STAGES for s, v in ((stages.get(st) or {}).get("by_source") or {}).items()
-                            if isinstance(v, dict) or st == "ingest"}
-    columns: list[tuple[str, str]] = []
-    per: dict[str, dict] = defaultdict(dict)
-    for stage in DATA_STAGES:
-        by = (stages.get(stage) or {}).get("by_source") or {}
-        if stage == "ingest":
-            by = {s: {"records": e.get("records"), "unparseable": e.get("errors")} for s, e in sources.items()} \
-                or {s: {"records": v} for s, v in by.items()}
-        for src, entry in by.items():
-            if not isinstance(entry, dict):
-                continue
-            for key, v in _numeric_leaves(entry).items():
-                per[src][(stage, key)] = v
-                if (stage, key) not in columns:
-                    columns.append((stage, key))
-    header = ["source", "license", *(f"{s}: {k}" for s, k in columns)]
-    rows = [[src, str((sources.get(src) or {}).get("license", "n/a")), *(fmt(per[src].get(c)) for c in columns)]
-            for src in sorted(names)]
-    return header, rows
+    if not sources:  # an older summary: counts only
+        sources = {s: {"records": v} for s, v in (ing.get("by_source") or {}).items() if _number(v)}
+    rows = [[name, str(e.get("license", "n/a")), fmt(e.get("records")), fmt(e.get("errors")),
+             ", ".join(f"{k} {v}" for k, v in sorted((e.get("by_kind") or {}).items())) or "n/a",
+             "\n".join(f"{f} ({n})" for f, n in sorted((e.get("files") or {}).items())) or "n/a"]
+            for name, e in sorted(sources.items())]
+    return ["source", "license", "raw records", "unparseable", "kinds", "files (records)"], rows
+
+
+def per_source_flow(stages: dict) -> list[list[str]]:
+    """Per source and stage, every count the stages report by source (`by_source`, `<what>_by_source`):
+    kept, quarantined by rule, removed by reason."""
+    rows = []
+    for stage in ("ingest", "validate", "format", "detector", "filter"):
+        summary = stages.get(stage) or {}
+        for key in sorted(k for k in summary if k == "by_source" or k.endswith("_by_source")):
+            what = key[: -len("_by_source")] if key != "by_source" else ""
+            for src, entry in sorted((summary.get(key) or {}).items()):
+                leaves = _numeric_leaves(entry) if isinstance(entry, dict) else {"records": entry}
+                for name, v in leaves.items():
+                    step = ".".join(x for x in (what, name) if x) or "records"
+                    if stage == "ingest" and key == "by_source":
+                        step = "raw records"
+                    rows.append([src, stage, step, fmt(v)])
+    return rows
 
 
 def data_docs_link(val: dict, reports: Path, out: Path) -> str | None:
