@@ -48,6 +48,8 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 BAD_BYTES = re.compile("[\udc80-\udcff]")  # what surrogateescape turns invalid UTF-8 bytes into
 MISSING = object()
+# What counts as a blank line: ASCII whitespace only (str.strip() would also eat \x1c-\x1f, which are data).
+BLANK = " \t\r\n\x0b\x0c"
 MAX_JSON_REPAIRS = 100
 
 
@@ -63,14 +65,17 @@ class RowError(ValueError):
 def read_bytes(path: Path, rel: str, notes: list[str]) -> bytes:
     """File bytes, gunzipped when gzip, without a byte-order mark; UTF-16 re-encoded as UTF-8."""
     data = path.read_bytes()
+    named_gz = path.name.endswith(".gz")
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
+            if not named_gz:
+                notes.append(f"{rel}: gzip-compressed although not named .gz; decompressed")
         except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise SourceError(f"{rel}: gzip data is corrupt or truncated ({err}); nothing was read") from None
-        if not path.name.endswith(".gz"):
-            notes.append(f"{rel}: gzip-compressed although not named .gz; decompressed")
-    elif path.name.endswith(".gz"):
+            if named_gz:
+                raise SourceError(f"{rel}: gzip data is corrupt or truncated ({err}); nothing was read") from None
+            # not named .gz: the two bytes were data, read the file as it is
+    elif named_gz:
         notes.append(f"{rel}: named .gz but not gzip-compressed; read as plain text")
     if data.startswith(codecs.BOM_UTF8):
         notes.append(f"{rel}: UTF-8 byte-order mark removed")
@@ -108,7 +113,7 @@ def _bad_utf8(value: Any) -> bool:
 # `row` a dict (or a bare string from a prompt list), `error` a message when the row is unusable.
 def parse_json_document(text: str, rel: str, notes: list[str]) -> tuple[Any, bool]:
     """(document, is_jsonl): repairs trailing commas and spots JSONL given as .json, else SourceError."""
-    if not text.strip():
+    if not text.strip(BLANK):
         notes.append(f"{rel}: empty file, no rows")
         return [], False
     try:
@@ -116,7 +121,7 @@ def parse_json_document(text: str, rel: str, notes: list[str]) -> tuple[Any, boo
     except json.JSONDecodeError as first:
         err = first
     if err.msg == "Extra data":  # a second top-level value: one JSON value per line?
-        lines = [ln for ln in text.splitlines() if ln.strip()]
+        lines = [ln for ln in text.split("\n") if ln.strip(BLANK)]
         try:
             json.loads(lines[0])
             notes.append(f"{rel}: holds one JSON value per line (JSONL), not one document; read as JSONL")
@@ -183,11 +188,15 @@ def json_rows(text: str, rel: str, spec: SourceConfig, schema: str, notes: list[
             raise SourceError(f"{rel}: records_path {spec.records_path!r} not found in the JSON document")
     elif isinstance(doc, dict) and schema != "prompts":
         lists = [k for k, v in doc.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
-        if len(lists) != 1:
+        if len(lists) > 1:
             raise SourceError(f"{rel}: a JSON object, not a list of rows; set records_path to the key that "
                               f"holds the rows (lists of objects found under: {lists})")
-        notes.append(f"{rel}: rows read from the document's `{lists[0]}` list")
-        doc = doc[lists[0]]
+        if lists:
+            notes.append(f"{rel}: rows read from the document's `{lists[0]}` list")
+            doc = doc[lists[0]]
+        else:  # one object (or one JSONL line in a .json file): one row
+            notes.append(f"{rel}: a single JSON object, read as one row")
+            doc = [doc]
     if schema == "prompts" and isinstance(doc, (dict, list)):
         for where, row, error in _nested_prompts(doc, []):
             yield where, row, error or ("invalid UTF-8 bytes in this row" if _bad_utf8(row) else None)
@@ -199,8 +208,10 @@ def json_rows(text: str, rel: str, spec: SourceConfig, schema: str, notes: list[
 
 
 def jsonl_rows(text: str, rel: str, notes: list[str]):
+    if not text.strip(BLANK):
+        notes.append(f"{rel}: empty file, no rows")
     for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+        if not line.strip(BLANK):
             continue
         where = f":line={n}"
         if BAD_BYTES.search(line):
@@ -214,12 +225,12 @@ def jsonl_rows(text: str, rel: str, notes: list[str]):
 
 def csv_rows(text: str, rel: str, delimiter: str, notes: list[str]):
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # real corpora have fields past the 128 KiB default
+    if not text.strip(BLANK):
+        notes.append(f"{rel}: empty file, no rows")
+        return
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader, None)
-        if header is None:
-            notes.append(f"{rel}: empty file, no rows")
-            return
+        header = next(reader)
         if len(set(header)) != len(header):
             raise SourceError(f"{rel}: CSV header repeats a column name: {header}")
         for n, fields in enumerate(reader, start=1):
