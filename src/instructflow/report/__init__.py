@@ -63,7 +63,8 @@ def build_context(data: dict, cfg: config.ReportConfig, seed: int, out: Path) ->
     judge_names = sorted(k for k in judges if k != "primary")
     categories = c.harm_categories(data["generations"])
     category = []
-    for chart in c.rate_charts(models, categories, judge_names):
+    suites = sorted(((metrics.get("prompts") or {}).get("suites") or {}))
+    for chart in c.rate_charts(models, categories, judge_names, suites):
         header, rows = c.category_table(chart)
         category.append({"title": chart["title"], "header": header, "rows": rows,
                          "plot": figure(chart["name"], chart["title"], plots.grouped_bars(

@@ -359,7 +359,7 @@ HEADLINE = ("task_em_seen", "task_em_heldout_phrasing", "task_em_heldout_item", 
             "refusal", "refusal_seen", "refusal_heldout_phrasing", "refusal_heldout_item", "refusal_heldout",
             "over_refusal", "over_refusal_lookalike", "over_refusal_instruction", "over_refusal_heldout",
             "helpful", "helpful_lookalike", "helpful_instruction", "rouge_l", "bleu", "unsafe_reply",
-            "ppl_pretrain_heldout", "ppl_answers_heldout")
+            "ppl_pretrain_heldout.ppl", "ppl_answers_heldout.ppl")
 SPLITS = ("seen", "heldout_phrasing", "heldout_item")
 
 
@@ -382,7 +382,7 @@ def eval_table(models: dict, categories: list[str] = ()) -> tuple[list[str], lis
     return ["metric", *models], [[p, *(fmt_leaf(flat[m].get(p)) for m in models)] for p in order]
 
 
-def rate_charts(models: dict, categories: list[str], judges: list[str] = ()) -> list[dict]:
+def rate_charts(models: dict, categories: list[str], judges: list[str] = (), suites: list[str] = ()) -> list[dict]:
     """Charts of related rates, one bar per model: {name, title, categories, series: {model: [leaf]}}.
     Refusal per harm category (every judge), refusal and task accuracy per split, over-refusal and
     helpfulness per kind of harmless prompt."""
@@ -398,6 +398,9 @@ def rate_charts(models: dict, categories: list[str], judges: list[str] = ()) -> 
             ("look-alikes", "helpful_lookalike"), ("instructions", "helpful_instruction"),
             *((f"look-alikes {s}", f"helpful_lookalike_{s}") for s in SPLITS)]),
         ("task-split", "task exact match by split", [(s, f"task_em_{s}") for s in SPLITS]),
+        ("suites", "extra suites: refusal of harmful and refusal of other prompts",
+         [bar for name in suites for bar in ((f"{name} refusal", f"suite_{name}_refusal"),
+                                             (f"{name} over-refusal", f"suite_{name}_over_refusal"))]),
     ]
     flat = {m: flatten(v) for m, v in models.items()}
     charts = []
