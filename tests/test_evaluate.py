@@ -122,7 +122,8 @@ def test_summarize_reports_every_split_with_n_and_interval():
     ]
     m = M.summarize(rows, ["prefix", "classifier"])
     assert m["task_em_seen"] == 1.0 and m["task_em_heldout_phrasing"] == 0.0 and m["task_em_heldout_item"] == 0.5
-    assert m["task_em_heldout"] == round(1 / 3, 4) and m["task_em"] == 0.5 and m["n"]["task_em"] == 4
+    assert m["task_em_heldout"] == 0.0 and m["n"]["task_em_heldout"] == 1  # = held-out phrasings, as before
+    assert m["task_em"] == 0.5 and m["n"]["task_em"] == 4
     assert m["em_antonym"] == 0.5 and m["em_repeat"] == 0.5
     assert m["refusal_heldout_item"] == 1.0 and m["refusal_heldout_phrasing"] == 0.0
     assert m["refusal_heldout_phrasing_by_classifier"] == 1.0 and m["refusal_by_prefix"] == 0.5

@@ -19,6 +19,7 @@ import math
 import random
 from collections import defaultdict
 
+from ..progress import progress
 from ..records import prompt_of
 
 
@@ -79,10 +80,9 @@ def fit_shots(tokenizer, prompt: list[dict], shots: list, budget: int) -> tuple[
 
 
 def generate(model, tokenizer, texts: list[str], *, max_new_tokens: int, batch_size: int, decoding: str,
-             temperature: float, top_p: float, budget: int, seed: int, progress: bool = True) -> tuple[list, int]:
+             temperature: float, top_p: float, budget: int, seed: int) -> tuple[list, int]:
     """Replies for rendered prompts, in input order; also how many prompts were cut to fit."""
     import torch
-    from tqdm import tqdm
 
     tokenizer.padding_side = "left"
     tokenizer.truncation_side = "left"  # keep the end of a long prompt: the question and the reply slot
@@ -95,8 +95,7 @@ def generate(model, tokenizer, texts: list[str], *, max_new_tokens: int, batch_s
     replies: list[str] = [""] * len(texts)
     sample = decoding == "sample"
     torch.manual_seed(seed)
-    batches = range(0, len(order), batch_size)
-    for b in tqdm(batches, desc="generate", unit="batch", disable=not progress, leave=False):
+    for b in progress(range(0, len(order), batch_size), desc="generate", unit="batch"):
         idx = order[b:b + batch_size]
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                         max_length=budget, add_special_tokens=False).to(model.device)
