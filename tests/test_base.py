@@ -208,3 +208,21 @@ def test_gguf_becomes_a_plain_folder_that_answers(workdir):
     with torch.no_grad():
         gen = model.generate(**ids, max_new_tokens=12, do_sample=False, eos_token_id=tok.eos_token_id)
     assert "Paris" in tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.mark.slow
+def test_killed_pretraining_resumes_to_the_same_model(tmp_path):
+    from test_training import assert_kill_resume_matches
+
+    for d in ("clean", "killed"):
+        raw = tmp_path / d / "data/raw"
+        raw.mkdir(parents=True)
+        (raw / "pretrain.txt").write_text("\n".join(TEXTS) + "\n")
+        write_jsonl(raw / "records.jsonl", [{"messages": c} for c in CHATS])
+        write_params(tmp_path / d / "params.yaml", model={
+            "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 300,
+            "pretrain_steps": 12, "pretrain_batch_size": 4, "pretrain_block_size": 16, "save_steps": 3,
+            "validation_fraction": 0.1, "eval_steps": 3, "threads": 1})
+    assert_kill_resume_matches("base", [], tmp_path / "clean", tmp_path / "killed", 12, "models/base",
+                               "checkpoints/base", seed=1)

@@ -86,3 +86,17 @@ def test_safety_on_a_prompt_tuned_sft_model_trains_the_prompt(tmp_path):
     assert p_sft.keys() == p_safety.keys() and not all(torch.equal(p_sft[k], p_safety[k]) for k in p_sft)
     with pytest.raises(ValueError, match="prompt-tuned"):
         run_safety(tmp_path / "x", sft_folder, method="dpo", lora=True)
+
+
+@pytest.mark.slow
+def test_killed_safety_run_resumes_to_the_same_model(tmp_path):
+    from test_training import assert_kill_resume_matches
+
+    for d in ("clean", "killed"):
+        write_model(tmp_path / d / "models/sft")
+        write_jsonl(tmp_path / d / "data/filtered/pairs.jsonl", PAIRS * 12)
+        write_params(tmp_path / d / "params.yaml", safety={
+            "epochs": 1.0, "batch_size": 2, "learning_rate": 1e-2, "threads": 1, "eval_steps": 3, "save_steps": 3,
+            "validation_fraction": 0.0, "max_length": 128, "lora": True, "lora_r": 4})
+    assert_kill_resume_matches("safety", [], tmp_path / "clean", tmp_path / "killed", 12, "models/safety",
+                               "checkpoints/safety", seed=2)

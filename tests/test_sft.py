@@ -152,3 +152,17 @@ def test_prompt_tuning_trains_only_the_soft_prompt(tmp_path):
     initial = fresh.prompt_encoder["default"].embedding.weight.detach()
     assert not torch.allclose(initial, trained[key])
     assert trained[key].shape == (4, 32)
+
+
+@pytest.mark.slow
+def test_killed_sft_run_resumes_to_the_same_model(tmp_path):
+    from test_training import assert_kill_resume_matches
+
+    for d in ("clean", "killed"):
+        write_model(tmp_path / d / "models/base")
+        write_jsonl(tmp_path / d / "data/filtered/sft.jsonl", SFT_DATA)
+        write_params(tmp_path / d / "params.yaml", sft={
+            "epochs": 2.0, "batch_size": 4, "learning_rate": 1e-2, "threads": 1, "eval_steps": 3, "save_steps": 3,
+            "validation_fraction": 0.2, "patience": 0, "max_length": 128})
+    assert_kill_resume_matches("sft", [], tmp_path / "clean", tmp_path / "killed", 10, "models/sft",
+                               "checkpoints/sft", seed=3)

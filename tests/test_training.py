@@ -107,3 +107,61 @@ def test_killed_run_resumes_to_the_same_model(tiny, tmp_path):
     # other inputs must not resume from these checkpoints
     assert training.prepare_checkpoints(tmp_path / "b", {**stamp, "seed": 1}) is False
     assert not list((tmp_path / "b").glob("checkpoint-*"))
+
+
+# --------------------------------------------------------------------------- SIGKILL and resume (shared by stage tests)
+KILL_DRIVER = """
+import os, signal, sys
+from transformers import TrainerCallback
+from instructflow import training
+step, stage = int(sys.argv[1]), sys.argv[2]
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handlers: a hard kill
+
+original = training.recipe_callbacks
+training.recipe_callbacks = lambda *a, **k: original(*a, **k) + [Kill()]
+import importlib
+importlib.import_module("instructflow." + stage).main(sys.argv[3:])
+"""
+
+
+def run_stage(stage: str, argv: list[str], cwd, kill_at: int = 0):
+    """Run a stage in a fresh process (1 thread); with kill_at > 0 it is SIGKILLed at that step."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run([sys.executable, "-c", KILL_DRIVER, str(kill_at), stage, *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_kill_resume_matches(stage: str, argv: list[str], clean_dir, killed_dir, total_steps: int, out: str,
+                               checkpoints: str, seed: int = 0, save_steps: int = 3):
+    """SIGKILL at a random step, rerun: it resumes from its checkpoint and ends with the
+    weights of an uninterrupted run; the finished run leaves no checkpoints."""
+    import random
+    import signal
+
+    from safetensors.torch import load_file
+
+    done = run_stage(stage, argv, clean_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    step = random.Random(seed).randint(save_steps + 1, total_steps - 1)  # after the first checkpoint
+    killed = run_stage(stage, argv, killed_dir, kill_at=step)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert list((killed_dir / checkpoints).glob("checkpoint-*")) and not (killed_dir / out).exists()
+    resumed = run_stage(stage, argv, killed_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the killed run" in resumed.stdout + resumed.stderr
+    a, b = load_file(clean_dir / out / "model.safetensors"), load_file(killed_dir / out / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max() <= 1e-6, k
+    assert not (killed_dir / checkpoints).exists()
+    return step

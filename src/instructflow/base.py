@@ -163,6 +163,21 @@ def resolve_base(cfg: config.ModelConfig) -> dict:
     return {"kind": kind, "path": name, "sha256": _digest(files), "files": files}
 
 
+def load_gguf(path: Path, dtype=None):
+    """A .gguf file as a plain transformers model (dequantised by the `gguf` package) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False,
+                                                 dtype=dtype)
+    # Dequantised on load: the weights are plain tensors now. A model that still says
+    # "gguf quantization" refuses training and saves a folder that does not load as a normal one.
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.hf_quantizer, model.is_quantized = None, False
+    return model, tokenizer
+
+
 def load_given(cfg: config.ModelConfig, origin: dict, device: str = "cpu"):
     """A user's base model, in the stage's dtype, with its tokenizer made ready for training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -171,14 +186,7 @@ def load_given(cfg: config.ModelConfig, origin: dict, device: str = "cpu"):
 
     kw = {"trust_remote_code": False, "dtype": training.torch_dtype(cfg.dtype, device)}
     if origin["kind"] == "gguf":
-        path = Path(origin["path"])
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kw)
-        # Dequantised on load: the weights are plain tensors now, and a folder that
-        # still said "gguf quantization" would not load as the normal folder it is.
-        if getattr(model.config, "quantization_config", None) is not None:
-            del model.config.quantization_config
-        model.hf_quantizer, model.is_quantized = None, False
+        model, tokenizer = load_gguf(Path(origin["path"]), kw["dtype"])
     elif origin["kind"] == "hub":
         revision = cfg.revision or None
         tokenizer = AutoTokenizer.from_pretrained(origin["id"], revision=revision, trust_remote_code=False)

@@ -51,7 +51,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/bench.json")
     ap.add_argument("--repeats", type=int, default=1, help="clean runs to take the median of")
+    ap.add_argument("--batching", action="store_true",
+                    help="instead: sft batching modes (supervised tokens/s, real-token fraction) vs padded")
+    ap.add_argument("--batching-steps", type=int, default=30, help="optimizer steps per mode, default corpus")
+    ap.add_argument("--dolly-steps", type=int, default=6, help="optimizer steps per mode, Dolly on SmolLM2")
     args = ap.parse_args(argv)
+    if args.batching:
+        result = batching_bench(Path(args.out), args.batching_steps, args.dolly_steps)
+        print(json.dumps({k: v.get("modes", v) for k, v in result.items() if isinstance(v, dict)}, indent=2))
+        return
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     for who in ("AUTHOR", "COMMITTER"):
         env.setdefault(f"GIT_{who}_NAME", "instructflow-bench")
@@ -72,6 +80,153 @@ def main(argv=None) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("total_s_median", "stages_s_median")}, indent=2))
+
+
+
+# --------------------------------------------------------------------------- batching (`--batching`)
+BATCHINGS = ("padded", "grouped", "packed", "padding_free")
+
+
+def _default_corpus_case(tmp: Path, n: int):
+    """The default corpus's SFT examples, the from-scratch tokenizer and the tiny default model (random init:
+    the same arithmetic as the pretrained one)."""
+    from . import base, config, generator
+    from .tokenizer import train_tokenizer
+
+    cfg = config.load("ingest")[0].generator
+    paths = generator.generate(cfg, 1234, tmp / "corpus")
+    chats = []
+    for t in json.loads(paths["tasks"].read_text(encoding="utf-8")):
+        if not (isinstance(t.get("instruction"), str) and isinstance(t.get("output"), str) and t["output"]):
+            continue  # the generator's deliberately malformed records
+        user = t["instruction"] + (f"\n\n{t['input']}" if t.get("input") else "")
+        chats.append([{"role": "user", "content": user}, {"role": "assistant", "content": t["output"]}])
+    for line in paths["chats"].read_text(encoding="utf-8").splitlines():
+        try:
+            chats.append(json.loads(line)["messages"])
+        except (ValueError, KeyError, TypeError):
+            continue  # the generator's deliberately broken lines
+    texts = [m["content"] for c in chats for m in c if isinstance(m.get("content"), str)]
+    tokenizer = train_tokenizer(texts + paths["pretrain"].read_text(encoding="utf-8").splitlines(), 1024)
+    model_cfg = config.ModelConfig()
+    return chats[:n], tokenizer, lambda: base.tiny_llama(tokenizer, model_cfg), model_cfg.max_length
+
+
+def _dolly_case(n: int):
+    """Dolly closed-QA (instruction + context -> response) on SmolLM2-135M-Instruct (the GGUF, dequantised)."""
+    import csv as csv_mod
+
+    from . import base
+    from .tokenizer import prepare_tokenizer
+
+    dolly = Path(__file__).resolve().parents[2].parent / "shared/data/dolly/dolly_closed_qa_1000.csv"
+    gguf = Path(os.environ.get("INSTRUCTFLOW_CACHE", Path.home() / ".cache/instructflow")) / \
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not dolly.is_file() or not gguf.is_file():
+        return None, f"needs {dolly} and {gguf}"
+    with open(dolly, newline="", encoding="utf-8") as fh:
+        rows = list(csv_mod.DictReader(fh))[:n]
+    chats = [[{"role": "user", "content": f"{r['instruction']}\n\n{r['context']}"},
+              {"role": "assistant", "content": r["response"]}] for r in rows]
+    model, tokenizer = base.load_gguf(gguf)
+    prepare_tokenizer(tokenizer, model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fresh():
+        model.load_state_dict(state)
+        return model
+
+    return (chats, tokenizer, fresh, 512), None
+
+
+def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size: int, steps: int, out: Path):
+    """Train `steps` optimizer steps with one batching mode; time the steps after the first."""
+    import time as time_mod
+
+    from transformers import TrainerCallback
+
+    from . import config, sft
+
+    cfg = config.SFTConfig(batching=mode, batch_size=batch_size, learning_rate=1e-5, epochs=1.0, max_length=max_length,
+                           validation_fraction=0.0, patience=0, save_steps=10**6, threads=1)
+    counts = {"real": 0, "slots": 0, "supervised": 0, "examples": 0}
+
+    class Clock(TrainerCallback):
+        times: list = []
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time_mod.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time_mod.perf_counter() - self.t0)
+            if state.global_step >= steps:
+                control.should_training_stop = True
+
+    trainer = sft.build_trainer(cfg, 1234, "cpu", make_model(), tokenizer, rows, [], max_length, out / mode, out / "live")
+    collate, clock, seen = trainer.data_collator, Clock(), []
+
+    def counting(examples):
+        batch = collate(examples)
+        if len(clock.times) >= 1:  # the steps that are timed
+            seen.append((sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel(),
+                         int((batch["labels"] != -100).sum()), len(examples)))
+        return batch
+
+    trainer.data_collator = counting
+    trainer.add_callback(clock)
+    trainer.train()
+    timed = seen[: len(clock.times) - 1]
+    for real, slots, supervised, n in timed:
+        counts["real"] += real
+        counts["slots"] += slots
+        counts["supervised"] += supervised
+        counts["examples"] += n
+    seconds = sum(clock.times[1:])
+    return {"timed_steps": len(clock.times) - 1, "seconds": round(seconds, 2),
+            "supervised_tokens_per_s": round(counts["supervised"] / seconds, 1),
+            "real_token_fraction": round(counts["real"] / max(1, counts["slots"]), 3),
+            "examples_per_s": round(counts["examples"] / seconds, 2)}
+
+
+def batching_bench(out: Path, steps: int, dolly_steps: int, repeats: int = 2) -> dict:
+    """Supervised tokens/s and real-token fraction per batching mode, today's padded batching side by side."""
+    import torch
+
+    from . import training
+
+    torch.set_num_threads(1)  # the measurement condition: one thread, as stages run side by side here
+    result = {"what": "sft batching modes, 1 torch thread, CPU; best of interleaved repeats",
+              "cpu_count": os.cpu_count(), "load_average_at_start": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cases = {"default": (_default_corpus_case(tmp, 4000), None, 32, steps)}
+        dolly, why = _dolly_case(400)
+        cases["dolly_smollm2"] = (dolly, why, 8, dolly_steps)
+        for name, (case, why, batch_size, n_steps) in cases.items():
+            if case is None:
+                result[name] = {"skipped": why}
+                continue
+            chats, tokenizer, make_model, max_length = case
+            rows, stats = training.supervised_dataset(tokenizer, chats, max_length, f"bench {name}")
+            modes = {}
+            # Interleaved repeats, the best of each kept: the machine is shared, and
+            # interference only ever slows a run down.
+            for _ in range(repeats if name == "default" else 1):
+                for mode in BATCHINGS:
+                    training.setup_torch(1234, 1)
+                    m = _measure(mode, rows, tokenizer, make_model, max_length, batch_size, n_steps, tmp / name)
+                    print(f"bench batching {name} {mode}: {m}", flush=True)
+                    if mode not in modes or m["supervised_tokens_per_s"] > modes[mode]["supervised_tokens_per_s"]:
+                        modes[mode] = m
+            padded = modes["padded"]["supervised_tokens_per_s"]
+            for m in modes.values():
+                m["speedup_vs_padded"] = round(m["supervised_tokens_per_s"] / padded, 2)
+            result[name] = {"rows": stats["rows"], "too_long_dropped": stats["too_long_dropped"],
+                            "batch_size": batch_size, "max_length": max_length, "modes": modes,
+                            "best": max(modes, key=lambda k: modes[k]["supervised_tokens_per_s"])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

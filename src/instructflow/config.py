@@ -194,6 +194,8 @@ class DetectorConfig:
                              **POSITIVE)
     batch_size: int = _f(64, "Texts per embedding batch.", **POSITIVE)
     n_features: int = _f(262144, "Hashed dimensions per analyzer and text block.", **POSITIVE)
+    char_ngrams: bool = _f(False, "Hashing: add char 2-5 grams (robust to misspellings) to word 1-2 grams; about "
+                           "6x slower to featurise.")
     C: float = _f(4.0, "Inverse L2 regularisation of the logistic regression.", **POSITIVE)
     sources: list = _f([], "Labelled sources (ingest names) to train on; empty = every labelled train row. "
                        "Without labelled rows the detector trains on the built-in corpus's families.",
@@ -272,9 +274,10 @@ class SFTConfig(RecipeConfig):
     batch_size: int = _f(32, "Examples per micro-batch.", **POSITIVE)
     max_length: int = _f(128, "Longest example in tokens; longer ones are dropped and counted. 0 = the model's context.",
                          **NON_NEGATIVE)
-    batching: str = _f("padding_free", "padded (to the longest in a batch), grouped (length-grouped batches), packed "
-                                       "(best-fit packing) or padding_free (concatenated, position ids).",
-                       enum=["padded", "grouped", "packed", "padding_free"])
+    batching: str = _f("auto", "padded (to the longest in a batch), grouped (length-grouped batches), packed "
+                               "(best-fit packing), padding_free (concatenated, position ids), or auto: grouped on a "
+                               "CPU, padding_free on a GPU (measured by `make bench`).",
+                       enum=["auto", "padded", "grouped", "packed", "padding_free"])
     lora_r: int = _f(16, "LoRA rank when method is lora.", **POSITIVE)
     prompt_tokens: int = _f(16, "Soft-prompt length (virtual tokens) when method is prompt_tuning.", **POSITIVE)
 
