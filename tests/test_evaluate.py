@@ -312,7 +312,8 @@ def test_stage_writes_every_split_judge_and_interval(tmp_path, monkeypatch):
             assert key in mm and key in mm["n"] and mm["ci_lo"][key] <= mm[key] <= mm["ci_hi"][key], (name, key)
         assert mm["n"]["suite_harm_refusal"] == 2 and mm["n"]["task_em"] == 3
         assert set(mm["classification"]) >= {"refuse", "answer", "accuracy"}
-    assert m["base"]["ppl_pretrain_heldout"]["tokens"] > 0 and m["sft"]["ppl_answers_heldout"]["texts"] == 3
+    assert m["base"]["ppl_pretrain_heldout"]["tokens"] > 0 and m["sft"]["ppl_answers_heldout_item"]["texts"] == 2
+    assert m["sft"]["ppl_answers_heldout_phrasing"]["texts"] == 1 and "ppl_answers_seen" not in m["sft"]
     assert "ppl_pretrain_heldout" not in m["base_fewshot"] and m["base_fewshot"]["shots_mean"] > 0
     assert m["toxicity"]["detector"] is None and "no detector folder" in m["toxicity"]["note"]
     assert m["settings"]["decoding"] == "greedy" and m["judges"]["primary"] == "prefix"

@@ -118,8 +118,12 @@ def main(argv=None) -> None:
     held_text = Path(cfg.perplexity_text)
     held_lines = ([ln for ln in held_text.read_text(encoding="utf-8").splitlines() if ln.strip()]
                   [: cfg.perplexity_max_texts] if cfg.perplexity_text and held_text.is_file() else [])
-    answer_rows = [e for e in examples if e["kind"] != "harmful" and e.get("reference") and e["split"] != "seen"]
-    answer_rows = answer_rows[: cfg.perplexity_max_texts]
+    answer_rows: dict[str, list[dict]] = {}  # held-out reference answers, per split
+    for e in examples:
+        if e["kind"] != "harmful" and e.get("reference") and e["split"] != "seen":
+            answer_rows.setdefault(e["split"], [])
+            if len(answer_rows[e["split"]]) < cfg.perplexity_max_texts:
+                answer_rows[e["split"]].append(e)
 
     # ---- generate and score, one variant at a time
     metrics, generations = {}, []
@@ -164,11 +168,10 @@ def main(argv=None) -> None:
             if held_lines:
                 m["ppl_pretrain_heldout"] = gen.perplexity(model, tokenizer, [""] * len(held_lines), held_lines,
                                                            batch_size=cfg.batch_size, max_tokens=budget)
-            if answer_rows:
-                ctx = [gen.render(tokenizer, e["prompt"]) for e in answer_rows]
-                m["ppl_answers_heldout"] = gen.perplexity(model, tokenizer, ctx,
-                                                          [e["reference"] for e in answer_rows],
-                                                          batch_size=cfg.batch_size, max_tokens=budget)
+            for split, ans in sorted(answer_rows.items()):
+                ctx = [gen.render(tokenizer, e["prompt"]) for e in ans]
+                m[f"ppl_answers_{split}"] = gen.perplexity(model, tokenizer, ctx, [e["reference"] for e in ans],
+                                                           batch_size=cfg.batch_size, max_tokens=budget)
         metrics[name] = m
         generations += rows
         headline = {k: m.get(k) for k in ("task_em_seen", "task_em_heldout_phrasing", "task_em_heldout_item",
