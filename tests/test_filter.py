@@ -188,3 +188,14 @@ def test_keyword_detector_is_off_by_default_and_optional(tmp_path, detector_dir)
     assert len(out["sft"]) == 1
     out, _ = _run(tmp_path, detector_dir, sft, toxic_terms=["dumb"], keywords=True)
     assert out["removed"][0]["filter_reason"] == "toxic"
+
+
+def test_judge_scores_equal_the_detectors_own_scores(detector_dir):
+    """The judge featurises each distinct text once and adds block logits; that must be the same model."""
+    model = det.load(detector_dir)
+    judge = flt.Judge(model, reply_alone=True)
+    prompts, replies = HARMFUL[:3] + BENIGN[:3], COMPLY[:1] * 3 + TOXIC[:1] * 3
+    got = judge.score(prompts, replies)
+    for key, want in (("prompt", model.score(prompts)), ("exchange", model.score(prompts, replies)),
+                      ("reply", model.score(replies))):
+        assert [g[key] for g in got] == pytest.approx(want.tolist(), abs=1e-4)

@@ -112,7 +112,8 @@ def main(argv=None) -> None:
 
     # ---- fit and choose the threshold
     model_name = cfg.embedding_model if cfg.backend == "hashing" else (cfg.embedding_model or det.default_embedding_model())
-    feats = det.Features(backend=cfg.backend, n_features=cfg.n_features, embedding_model=cfg.embedding_model,
+    feats = det.Features(backend=cfg.backend, n_features=cfg.n_features, char_ngrams=cfg.char_ngrams,
+                         embedding_model=cfg.embedding_model,
                          embedding_files=det.model_file_hashes(model_name) if cfg.backend != "hashing" else {},
                          max_seq_length=cfg.max_seq_length, batch_size=cfg.batch_size)
     model = det.fit(feats, [r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit],

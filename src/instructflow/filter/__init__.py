@@ -63,18 +63,25 @@ class Judge:
         self.keywords = keywords
 
     def score(self, prompts: list[str], replies: list[str]) -> list[dict]:
-        """Per exchange: {prompt, exchange, reply} P(unsafe) (reply only with reply_alone)."""
-        def by_unique(keys, fn):
-            uniq = sorted(set(keys))
-            vals = fn(uniq) if uniq else []
-            table = dict(zip(uniq, (float(v) for v in vals)))
-            return [table[k] for k in keys]
+        """Per exchange: {prompt, exchange, reply} P(unsafe) (reply only with reply_alone).
 
-        p = by_unique(prompts, lambda u: self.det.score(u))
-        x = by_unique(list(zip(prompts, replies)), lambda u: self.det.score([a for a, _ in u], [b for _, b in u]))
-        r = by_unique(replies, lambda u: self.det.score(u)) if self.reply_alone else [0.0] * len(replies)
-        return [{"prompt": round(a, 4), "exchange": round(b, 4), **({"reply": round(c, 4)} if self.reply_alone else {})}
-                for a, b, c in zip(p, x, r)]
+        Every distinct text is featurised once (see Detector.block_decisions)."""
+        import numpy as np
+
+        uniq = sorted(set(prompts) | set(replies))
+        d1, d2 = self.det.block_decisions(uniq)
+        pos = {t: k for k, t in enumerate(uniq)}
+        ip = np.fromiter((pos[t] for t in prompts), dtype=np.int64, count=len(prompts))
+        ir = np.fromiter((pos[t] for t in replies), dtype=np.int64, count=len(replies))
+        b = self.det.intercept
+
+        def sig(z):
+            return 1.0 / (1.0 + np.exp(-z))
+
+        p, x = sig(d1[ip] + b), sig(d1[ip] + d2[ir] + b)
+        r = sig(d1[ir] + b) if self.reply_alone else np.zeros(len(replies))
+        return [{"prompt": round(float(a), 4), "exchange": round(float(c), 4),
+                 **({"reply": round(float(e), 4)} if self.reply_alone else {})} for a, c, e in zip(p, x, r)]
 
     def reason(self, s: dict, prompt: str = "", reply: str = "") -> str | None:
         """harmful_compliance, toxic, keywords or None for one scored exchange."""
@@ -109,7 +116,7 @@ def redact_messages(messages: list[dict], types: tuple[str, ...]) -> tuple[list[
     found: Counter = Counter()
     out = []
     for m in messages:
-        spans = pii.detect(m.get("content", ""), types)
+        spans = pii.detect(m.get("content", ""), types) if pii.may_contain(m.get("content", "")) else []
         found.update(s.type for s in spans)
         out.append({**m, "content": pii.redact(m["content"], spans)} if spans else m)
     return out, found
@@ -163,12 +170,14 @@ def main(argv=None) -> None:
         """eval_overlap / duplicate findings per row ({} = clean). Only `clean` rows (no other reason
         to drop them) enter the dedup index, so a kept copy is never a duplicate of a removed one."""
         found = [{} for _ in rows]
-        for f, text, prompt in zip(found, texts, prompts):
-            hit = index.match(text, prompt)
+        norms = [dedup.normalize(t) for t in texts]
+        for f, text, prompt, norm in zip(found, texts, prompts, norms):
+            hit = index.match(text, prompt, norm)
             if hit:
                 f["eval_overlap"] = {"eval": hit[0], "share": hit[1]}
         todo = [i for i in range(len(rows)) if clean is None or clean[i]]
-        for i, d in zip(todo, dups.check([rows[i]["id"] for i in todo], [texts[i] for i in todo])):
+        for i, d in zip(todo, dups.check([rows[i]["id"] for i in todo], [texts[i] for i in todo],
+                                         [norms[i] for i in todo])):
             if d is None:
                 continue
             if d[1].startswith(("eval:", "suite:")):

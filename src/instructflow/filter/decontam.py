@@ -48,14 +48,17 @@ class Index:
     def __len__(self) -> int:
         return len(self.size) + len(self.whole)
 
-    def match(self, text: str, prompt: str = "") -> tuple[str, float] | None:
+    def match(self, text: str, prompt: str = "", norm: str | None = None) -> tuple[str, float] | None:
         """(eval id, overlap share) of the most overlapped evaluation prompt at or over the
-        threshold, else None. `prompt` (the training prompt) is also checked whole against short ones."""
-        if prompt:
+        threshold, else None. `prompt` (the training prompt) is also checked whole against short ones;
+        `norm` is the text already normalised, if the caller has it."""
+        if prompt and self.whole:
             hit = self.whole.get(normalize(prompt))
             if hit:
                 return hit, 1.0
-        words = normalize(text).split()
+        if not self.grams:
+            return None
+        words = (norm if norm is not None else normalize(text)).split()
         counts: dict[str, int] = defaultdict(int)
         if len(words) >= self.n:
             for g in ngrams(words, self.n):

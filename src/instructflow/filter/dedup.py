@@ -63,10 +63,12 @@ class Deduper:
             self._lsh = RMinHashLSH(threshold=self.threshold, num_perm=self.num_perm, num_bands=self.num_bands)
         return self._lsh
 
-    def check(self, keys: list[str], texts: list[str]) -> list[tuple[str, str] | None]:
+    def check(self, keys: list[str], texts: list[str], norms: list[str] | None = None
+              ) -> list[tuple[str, str] | None]:
         """Duplicates among `texts` and everything checked before; new rows are remembered, so
-        rows checked first (evaluation prompts) win over every later copy."""
-        norms = [normalize(t) for t in texts]
+        rows checked first (evaluation prompts) win over every later copy. `norms`: the texts
+        already normalised, if the caller has them."""
+        norms = norms if norms is not None else [normalize(t) for t in texts]
         result: list[tuple[str, str] | None] = [None] * len(texts)
         fresh = []
         for i, (key, norm) in enumerate(zip(keys, norms)):

