@@ -142,7 +142,7 @@ def chain(root: Path, start: Path) -> dict:
     start_stamps: list[tuple[Path, dict]] = []
     stamp = read_stamp(start)
     if stamp is not None:
-        start_stamps.append((start, stamp))
+        start_stamps.append((start / "lineage.json" if start.is_dir() else start, stamp))
     elif start.is_file() and start.suffix in (".md", ".html"):  # the report: every stamped file beside it
         for f in sorted(start.parent.glob("*/*.json")):
             if (s := read_stamp(f)) is not None:
