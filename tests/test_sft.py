@@ -166,3 +166,40 @@ def test_killed_sft_run_resumes_to_the_same_model(tmp_path):
             "validation_fraction": 0.2, "patience": 0, "max_length": 128})
     assert_kill_resume_matches("sft", [], tmp_path / "clean", tmp_path / "killed", 10, "models/sft",
                                "checkpoints/sft", seed=3)
+
+
+# --------------------------------------------------------------------------- distribution
+@pytest.mark.slow
+def test_two_processes_match_one_with_twice_the_accumulation(tmp_path):
+    """sft with 2 CPU processes (torchrun, gloo; what `accelerate launch` starts on GPUs) ends where one process
+    with grad_accumulation 2 ends: the same examples per optimizer step, gradients
+    averaged across processes instead of across micro-batches."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from conftest import ROOT
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    recipe = {"epochs": 1.0, "batch_size": 4, "learning_rate": 3e-3, "threads": 1, "batching": "padded",
+              "validation_fraction": 0.0, "patience": 0, "save_steps": 1000, "max_length": 128}
+    runs = {"one": (["-m", "instructflow.sft"], 2),
+            "two": (["-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "instructflow.sft"], 1)}
+    for name, (launcher, accumulation) in runs.items():
+        d = tmp_path / name
+        write_model(d / "models/base")
+        write_jsonl(d / "data/filtered/sft.jsonl", SFT_DATA * 2)
+        write_params(d / "params.yaml", sft={**recipe, "grad_accumulation": accumulation})
+        done = subprocess.run([sys.executable, *launcher], cwd=d, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    metrics = {n: json.loads((tmp_path / n / "reports/sft/metrics.json").read_text()) for n in runs}
+    assert metrics["one"]["steps"] == metrics["two"]["steps"] == 6  # 48 rows / (4 x 2) per optimizer step
+    a = load_file(tmp_path / "one/models/sft/model.safetensors")
+    b = load_file(tmp_path / "two/models/sft/model.safetensors")
+    base = load_file(tmp_path / "one/models/base/model.safetensors")
+    for k in a:
+        moved = (a[k] - base[k]).abs().max()
+        assert (a[k] - b[k]).abs().max() <= 1e-3 * max(1.0, float(moved) * 10), k
+    assert any((a[k] - base[k]).abs().max() > 1e-3 for k in a)  # training did move the weights

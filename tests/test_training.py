@@ -165,3 +165,69 @@ def assert_kill_resume_matches(stage: str, argv: list[str], clean_dir, killed_di
         assert (a[k] - b[k]).abs().max() <= 1e-6, k
     assert not (killed_dir / checkpoints).exists()
     return step
+
+
+# --------------------------------------------------------------------------- device, dtype, recipe
+def test_dtype_is_float32_on_cpu_even_for_a_bf16_checkpoint(tiny, tmp_path):
+    import torch
+
+    model, tok = tiny
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "m")
+    model.to(torch.float32)
+    tok.save_pretrained(tmp_path / "m")
+    assert training.torch_dtype("auto", "cpu") == torch.float32
+    loaded, _ = training.load_model_folder(tmp_path / "m", "auto", "cpu")
+    assert loaded.dtype == torch.float32
+    assert training.load_model_folder(tmp_path / "m", "bfloat16", "cpu")[0].dtype == torch.bfloat16  # overridable
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_trains_in_bf16_where_supported(tiny, tmp_path):
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = tiny
+    dtype = training.torch_dtype("auto", "cuda")
+    assert dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
+    assert training.device_args("cuda", dtype)["bf16"] is (dtype == torch.bfloat16)
+    rows, _ = training.supervised_dataset(tok, [c["messages"] for c in CHATS], 64, "test")
+    args = SFTConfig(**(training.common_args(tmp_path, 0, "cuda", dtype) | training.batching_args("padding_free")),
+                     max_steps=2, per_device_train_batch_size=4, max_length=None, save_strategy="no")
+    trainer = SFTTrainer(model=model.to(dtype), args=args, processing_class=tok, train_dataset=Dataset.from_list(rows))
+    trainer.train()
+    assert next(trainer.model.parameters()).is_cuda
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA path")
+def test_gpu_check_skips_politely_without_cuda(capsys):
+    from instructflow import gpucheck
+
+    assert gpucheck.main([]) == 0
+    assert "gpu-check: skipped: no CUDA device" in capsys.readouterr().out
+
+
+def test_threads_zero_means_the_free_cores():
+    import os
+
+    n = training.free_cores()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
+
+
+def test_recipe_reaches_the_trainer_and_the_model(tiny, tmp_path):
+    from transformers import TrainingArguments
+
+    model, _ = tiny
+    cfg = config.SFTConfig(weight_decay=0.1, lr_scheduler="linear", warmup_ratio=0.1, grad_accumulation=4,
+                           max_grad_norm=0.5, eval_steps=20, save_steps=40, save_total_limit=3, patience=2)
+    args = TrainingArguments(**(training.common_args(tmp_path, 0, "cpu") | training.recipe_args(cfg, True)))
+    assert (args.weight_decay, args.lr_scheduler_type.value, args.gradient_accumulation_steps, args.max_grad_norm,
+            args.save_steps, args.save_total_limit, args.eval_steps) == (0.1, "linear", 4, 0.5, 40, 3, 20)
+    assert args.get_warmup_steps(1000) == 100 and args.load_best_model_at_end
+    assert training.recipe_args(cfg, False).get("load_best_model_at_end") is None  # no validation, no early stop
+    assert [type(c).__name__ for c in training.recipe_callbacks(cfg, True, tmp_path / "live")][0] == \
+        "EarlyStoppingCallback"
+    assert training.apply_dropout(model, 0.2) == ["attention_dropout"]
+    assert model.config.attention_dropout == 0.2
+    assert all(layer.self_attn.attention_dropout == 0.2 for layer in model.model.layers)
+    training.apply_dropout(model, 0.0)

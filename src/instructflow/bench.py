@@ -152,13 +152,17 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
     counts = {"real": 0, "slots": 0, "supervised": 0, "examples": 0}
 
     class Clock(TrainerCallback):
-        times: list = []
+        def __init__(self):
+            self.times, self.wall = [], []
 
+        # CPU seconds of this process, not wall time: the machine is shared, and other
+        # jobs' load would otherwise decide the ranking. With one thread they agree when idle.
         def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time_mod.perf_counter()
+            self.t0, self.w0 = time_mod.process_time(), time_mod.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
-            self.times.append(time_mod.perf_counter() - self.t0)
+            self.times.append(time_mod.process_time() - self.t0)
+            self.wall.append(time_mod.perf_counter() - self.w0)
             if state.global_step >= steps:
                 control.should_training_stop = True
 
@@ -182,7 +186,8 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
         counts["supervised"] += supervised
         counts["examples"] += n
     seconds = sum(clock.times[1:])
-    return {"timed_steps": len(clock.times) - 1, "seconds": round(seconds, 2),
+    return {"timed_steps": len(clock.times) - 1, "cpu_seconds": round(seconds, 2),
+            "wall_seconds": round(sum(clock.wall[1:]), 2),
             "supervised_tokens_per_s": round(counts["supervised"] / seconds, 1),
             "real_token_fraction": round(counts["real"] / max(1, counts["slots"]), 3),
             "examples_per_s": round(counts["examples"] / seconds, 2)}
@@ -195,7 +200,8 @@ def batching_bench(out: Path, steps: int, dolly_steps: int, repeats: int = 2) ->
     from . import training
 
     torch.set_num_threads(1)  # the measurement condition: one thread, as stages run side by side here
-    result = {"what": "sft batching modes, 1 torch thread, CPU; best of interleaved repeats",
+    result = {"what": "sft batching modes, 1 torch thread, CPU seconds of the timed steps (after the first); "
+                      "best of interleaved repeats",
               "cpu_count": os.cpu_count(), "load_average_at_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

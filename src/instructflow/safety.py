@@ -124,8 +124,6 @@ def main(argv=None) -> None:
     print(f"safety: {len(pairs)} preference pairs ({counts}), method {cfg.method}{' + LoRA' if cfg.lora else ''}")
 
     # ---- model
-    from accelerate import PartialState
-
     device = training.setup_torch(seed, cfg.threads)
     prompt_tuned = training.is_prompt_tuned(Path(args.sft))
     if prompt_tuned and cfg.lora:
@@ -148,8 +146,7 @@ def main(argv=None) -> None:
     # ---- train (resuming a killed run with the same inputs)
     inputs = [args.sft, args.data] + ([args.onpolicy] if Path(args.onpolicy).is_file() else [])
     stamp = lineage.stamp("safety", inputs, cfg, seed) | {"origin": training.origin_of(Path(args.sft))}
-    with PartialState().main_process_first():
-        resume = training.prepare_checkpoints(checkpoints, stamp)
+    resume = training.prepare_checkpoints(checkpoints, stamp)
     if resume:
         print(f"safety: resuming the killed run from {checkpoints}")
     train_fn = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]

@@ -122,8 +122,6 @@ def main(argv=None) -> None:
     print(f"sft: {len(train)} training and {len(val)} validation examples")
 
     # ---- model and tokenized rows (assistant-only labels)
-    from accelerate import PartialState
-
     device = training.setup_torch(seed, cfg.threads)
     model, tokenizer = training.load_model_folder(Path(args.base), cfg.dtype, device)
     if training.is_prompt_tuned(Path(args.base)):
@@ -139,8 +137,7 @@ def main(argv=None) -> None:
 
     # ---- train (resuming a killed run with the same inputs)
     stamp = lineage.stamp("sft", [args.base, args.data], cfg, seed) | {"origin": training.origin_of(Path(args.base))}
-    with PartialState().main_process_first():
-        resume = training.prepare_checkpoints(checkpoints, stamp)
+    resume = training.prepare_checkpoints(checkpoints, stamp)
     trainer = build_trainer(cfg, seed, device, model, tokenizer, train_rows, val_rows, max_length, checkpoints,
                             report / "live")
     if resume:

@@ -241,6 +241,10 @@ def prepare_checkpoints(directory: Path, stamp: dict) -> bool:
     marker = directory / "fingerprint.txt"
     if marker.is_file() and marker.read_text() == fingerprint and any(directory.glob("checkpoint-*")):
         return True
+    if int(os.environ.get("RANK", "0")) != 0:
+        # Another process of a distributed run (torchrun/accelerate) only reads: the
+        # first process clears the folder, and both decide "fresh start" either way.
+        return False
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     marker.write_text(fingerprint)
