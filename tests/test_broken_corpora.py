@@ -104,6 +104,7 @@ line = st.one_of(
     st.builds(lambda m: json.dumps({"messages": m, "id": 7, "extra": [1]}).encode(), text | st.integers()),
     st.binary(max_size=30).filter(lambda b: b"\n" not in b and b"\r" not in b),  # garbage, maybe bad UTF-8
     st.just(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}'),  # latin-1 byte in UTF-8 text
+    st.just(b'{"messages": [{"role": "user", "content": "\\udc80 lone"}]}'),  # a lone surrogate escape
     st.builds(lambda n: json.dumps({"messages": [{"role": "user", "content": "x" * n},
                                                  {"role": "assistant", "content": "y"}]}).encode(),
               st.integers(100_000, 300_000)),  # huge row

@@ -69,9 +69,11 @@ def test_bad_rows_become_records_with_errors(tmp_path):
                      b'[1, 2]\n'
                      b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'
                      b'\n'
-                     b'{"messages": [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]}\n')
+                     b'{"messages": [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]}\n'
+                     b'{"messages": [{"role": "user", "content": "\\ud800"}]}\n')
     recs = read(path, "messages")
-    assert len(recs) == 6  # nothing lost (the blank line is not a row)
+    assert len(recs) == 7  # nothing lost (the blank line is not a row)
+    assert recs[6]["error"].startswith("m.jsonl line 8: a lone surrogate")
     assert recs[0]["error"] is None and recs[5]["error"] is None
     assert recs[1]["error"].startswith("m.jsonl line 2: not valid JSON")
     assert "line 3" in recs[2]["error"] and "non-empty list" in recs[2]["error"]

@@ -57,7 +57,7 @@ BAD = {
     "long rejected": (pref(3, rejected="z" * 51), rule("value_lengths_to_be_between", TURN)),
     "null chosen": (pref(6, chosen=None), rule("values_to_not_be_null", TURN)),
     "rejected is chosen": (pref(4, rejected="I can't help with that."),
-                           "expect_select_column_values_to_be_unique_within_record(chosen,rejected)"),
+                           rule("values_to_be_in_set", "same_reply")),
     "sft repeats user": (sft(10, messages=[{"role": "user", "content": "Hi?"}, {"role": "user", "content": "Up?"},
                                            {"role": "assistant", "content": "Down."}]), rule("values_to_match_regex", "roles")),
     "sft repeats assistant": (sft(11, messages=[{"role": "user", "content": "Up?"}, {"role": "assistant", "content": "Hm."},
@@ -75,7 +75,7 @@ BAD = {
     "prompt without harmful label": (
         make_record("t", "q.json#index=1", LICENSE, "prompts", kind="prompt",
                     messages=[{"role": "user", "content": "How?"}], labels={"category": "x"}),
-        rule("values_to_not_be_null", "harmful_prompt")),
+        rule("values_to_be_in_set", "harmful_prompt")),
     "prompt with a text harmful label": (
         make_record("t", "q.json#index=2", LICENSE, "prompts", kind="prompt",
                     messages=[{"role": "user", "content": "How?"}], labels={"harmful": "yes"}),
@@ -203,12 +203,14 @@ def test_non_string_content_does_not_collide_with_its_text():
     assert validate.find_duplicates([a, b]) == [None, None]
 
 
-def test_repeated_id_quarantines_every_copy():
+def test_repeated_id_keeps_the_first_copy():
     a = sft(1)
     b = {**sft(2, prompt="Another question?"), "id": a["id"]}
-    valid, quarantine, _ = run([a, b, sft(3, prompt="Third?")])
-    assert [q["quarantine_rules"] for q in quarantine] == [["expect_column_values_to_be_between(id_count)"]] * 2
-    assert len(valid) == 1
+    c = sft(3, prompt="Third?")
+    valid, quarantine, _ = run([a, b, c])
+    assert valid == [a, c] and [q["id"] for q in quarantine] == [a["id"]]
+    assert quarantine[0]["quarantine_rules"] == ["expect_column_values_to_be_in_set(id_repeat)"]
+    assert quarantine[0]["locator"] == b["locator"]
 
 
 def test_chunks_give_the_same_split_as_one_pass():
@@ -220,7 +222,7 @@ def test_chunks_give_the_same_split_as_one_pass():
     chunked = run(records, ValidateConfig(**{**CFG.__dict__, "chunk_size": 2}))
     assert whole[:2] == chunked[:2]
     assert whole[2]["quarantined_by_rule"] == chunked[2]["quarantined_by_rule"] == {
-        "expect_column_values_to_be_between(id_count)": 2, "expect_column_values_to_be_null(duplicate_of)": 2,
+        "expect_column_values_to_be_in_set(id_repeat)": 1, "expect_column_values_to_be_null(duplicate_of)": 2,
         rule("values_to_match_regex", TURN): 1}
 
 

@@ -47,6 +47,8 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   "system": "system"}
 HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 BAD_BYTES = re.compile("[\udc80-\udcff]")  # what surrogateescape turns invalid UTF-8 bytes into
+# Any lone surrogate: invalid bytes as above, or a JSON "\\ud800" escape; neither can be written as UTF-8.
+SURROGATE = re.compile("[\ud800-\udfff]")
 MISSING = object()
 # What counts as a blank line: ASCII whitespace only (str.strip() would also eat \x1c-\x1f, which are data).
 BLANK = " \t\r\n\x0b\x0c"
@@ -100,7 +102,7 @@ def decode(data: bytes, rel: str, notes: list[str]) -> str:
 
 def _bad_utf8(value: Any) -> bool:
     if isinstance(value, str):
-        return bool(BAD_BYTES.search(value))
+        return bool(SURROGATE.search(value))
     if isinstance(value, dict):
         return any(_bad_utf8(k) or _bad_utf8(v) for k, v in value.items())
     if isinstance(value, list):
@@ -199,12 +201,12 @@ def json_rows(text: str, rel: str, spec: SourceConfig, schema: str, notes: list[
             doc = [doc]
     if schema == "prompts" and isinstance(doc, (dict, list)):
         for where, row, error in _nested_prompts(doc, []):
-            yield where, row, error or ("invalid UTF-8 bytes in this row" if _bad_utf8(row) else None)
+            yield where, row, error or ("invalid UTF-8 bytes or a lone surrogate in this row" if _bad_utf8(row) else None)
         return
     if not isinstance(doc, list):
         raise SourceError(f"{rel}: expected a JSON list of rows, got {type(doc).__name__}")
     for i, row in enumerate(doc):
-        yield f"#index={i}", row, "invalid UTF-8 bytes in this row" if _bad_utf8(row) else None
+        yield f"#index={i}", row, "invalid UTF-8 bytes or a lone surrogate in this row" if _bad_utf8(row) else None
 
 
 def jsonl_rows(text: str, rel: str, notes: list[str]):
@@ -218,9 +220,11 @@ def jsonl_rows(text: str, rel: str, notes: list[str]):
             yield where, None, "invalid UTF-8 bytes on this line"
             continue
         try:
-            yield where, json.loads(line), None
+            row = json.loads(line)
         except json.JSONDecodeError as err:
             yield where, None, f"not valid JSON ({err.msg}, column {err.colno})"
+            continue
+        yield where, row, "a lone surrogate escape (\\ud800-\\udfff) is not valid Unicode" if _bad_utf8(row) else None
 
 
 def csv_rows(text: str, rel: str, delimiter: str, notes: list[str]):
