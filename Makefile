@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test test-fast lint bench gpu-check clean smollm2 smollm2-data
+.PHONY: install repro test test-fast lint bench gpu-check clean smollm2 smollm2-data detector-shared
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,22 @@ smollm2-data: install
 
 smollm2: smollm2-data
 	python -m instructflow.profile apply profiles/params/smollm2.yaml
+
+# The harm detector trained on the public labelled sets (docs/filter.md): the files are
+# copied under data/sources/shared/ and profiles/params/detector-shared.yaml is merged
+# into params.yaml; then `dvc repro detector` trains and measures it.
+DETECTOR_FILES := beavertails/beavertails_30k_test_1842.json.gz diasafety/diasafety_train_9007.json.gz \
+	diasafety/diasafety_test_1093.json toxicchat/toxic_chat_train_2791.json.gz toxicchat/toxic_chat_test_2836.json.gz \
+	hate-offensive/labeled_data_sample_4996.csv coconot/coconot_contrast_pref_898.jsonl.gz jigsaw/jigsaw_train_282.csv \
+	toxigen/toxigen_demonstrations_587.csv hatecheck/hatecheck_test_suite_cases_3718.csv \
+	aegis/aegis_safety_test_302.json dices/dices_990_982.json dices/dices_350_expert_350.json \
+	alpaca/alpaca_safety_related_1904.json dolly/dolly_closed_qa_1000.csv
+
+detector-shared: install
+	@test -d $(SHARED) || { echo "make: no $(SHARED); run with SHARED=/path/to/shared/data"; exit 1; }
+	mkdir -p data/sources/shared
+	cd $(SHARED) && cp --parents --no-preserve=mode $(DETECTOR_FILES) $(abspath data/sources/shared)/
+	python -m instructflow.profile apply profiles/params/detector-shared.yaml
 
 clean:
 	rm -rf .snakemake logs benchmarks checkpoints

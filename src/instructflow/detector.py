@@ -144,7 +144,10 @@ def main(argv=None) -> None:
                           "lineage": report["lineage"]})
     write_json(Path(args.report) / "metrics.json", report)
     for source, m in report["test"].items():
-        print(f"detector: {source}: P {m['precision']:.2f} R {m['recall']:.2f} F1 {m['f1']:.2f} (n={m['n']})")
+        if m["positives"] == 0:  # a benign set: what matters is how much of it would be flagged
+            print(f"detector: {source}: flags {m['flagged_fraction']:.1%} of {m['n']} safe rows")
+        else:
+            print(f"detector: {source}: P {m['precision']:.2f} R {m['recall']:.2f} F1 {m['f1']:.2f} (n={m['n']})")
     print(f"detector: {cfg.backend} model, threshold {model.threshold:.3f}, "
           f"trained and measured in {time.perf_counter() - started:.1f}s")
 
