@@ -22,6 +22,8 @@ USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
 STAGE = "python -m instructflow.{} 2>&1 | tee {{log}}"
 # For `--use-conda` (e.g. on cluster nodes); locally the project's .venv is used.
 ENV = "profiles/envs/instructflow.yaml"
+# Training rules on GPU nodes get a CUDA torch: profiles/slurm sets `train_env`.
+TRAIN_ENV = config.get("train_env", ENV)
 
 
 rule all:
@@ -86,15 +88,15 @@ rule format:
         STAGE.format("format")
 
 
-# Optional outputs of format (labelled rows, prompt-only prompts): consumed when format makes them.
-FORMATTED_EXTRA = [str(f) for f in rules.format.output if str(f).endswith(("labelled.jsonl", "prompts.jsonl"))]
+# Extra evaluation suites (params evaluate.suites): the filter keeps training data off their prompts too.
+EVAL_SUITES = [s["path"] for s in config["evaluate"].get("suites", []) if isinstance(s, dict) and "path" in s]
 
 
 rule detector:
     input:
         "data/formatted/sft.jsonl",
         "data/formatted/pairs.jsonl",
-        [f for f in FORMATTED_EXTRA if f.endswith("labelled.jsonl")],
+        "data/formatted/labelled.jsonl",
     output:
         model=directory("models/detector"),
         metrics="reports/detector/metrics.json",
@@ -118,8 +120,9 @@ rule filter:
         "data/formatted/sft.jsonl",
         "data/formatted/pairs.jsonl",
         "data/formatted/eval.jsonl",
-        FORMATTED_EXTRA,
+        "data/formatted/prompts.jsonl",
         "models/detector",
+        EVAL_SUITES,
     output:
         sft="data/filtered/sft.jsonl",
         pairs="data/filtered/pairs.jsonl",
@@ -150,7 +153,7 @@ rule base:
     log:
         "logs/base.log",
     conda:
-        ENV
+        TRAIN_ENV
     benchmark:
         "benchmarks/base.tsv"
     threads: config["model"]["threads"] or 1  # 0 = the free cores, decided by the stage
@@ -173,7 +176,7 @@ rule sft:
     log:
         "logs/sft.log",
     conda:
-        ENV
+        TRAIN_ENV
     benchmark:
         "benchmarks/sft.tsv"
     threads: config["sft"]["threads"] or 1  # 0 = the free cores, decided by the stage
@@ -213,6 +216,7 @@ rule safety:
     input:
         "models/sft",
         "data/filtered/pairs.jsonl",
+        "data/onpolicy/pairs.jsonl",
     output:
         model=directory("models/safety"),
         live=directory("reports/safety/live"),
@@ -220,7 +224,7 @@ rule safety:
     log:
         "logs/safety.log",
     conda:
-        ENV
+        TRAIN_ENV
     benchmark:
         "benchmarks/safety.tsv"
     threads: config["safety"]["threads"] or 1  # 0 = the free cores, decided by the stage
