@@ -182,9 +182,3 @@ def prepare_tokenizer(tokenizer, model, default_system: str = "drop") -> dict:
     report |= {"eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token}
     return report
 
-
-def has_generation_markers(template: str | None) -> bool:
-    """True when the template marks assistant text with {% generation %} ... {% endgeneration %}."""
-    import re
-
-    return bool(template) and re.search(r"\{%-?\s*generation\s*-?%\}", template) is not None

@@ -149,6 +149,13 @@ class TemplateError(ValueError):
     """The chat template cannot give an assistant-only loss mask for an example."""
 
 
+def has_generation_markers(template: str | None) -> bool:
+    """True when the template marks assistant text with {% generation %} ... {% endgeneration %}."""
+    import re
+
+    return bool(template) and re.search(r"\{%-?\s*generation\s*-?%\}", template) is not None
+
+
 def _ids(tokenizer, messages, **kw) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
 
@@ -162,8 +169,6 @@ def supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
     reply and its end of turn. Every assistant turn is supervised, not just the
     last. A template that renders earlier turns differently once later ones
     follow (not prefix-preserving) gets one row per assistant turn instead."""
-    from .tokenizer import has_generation_markers
-
     if has_generation_markers(tokenizer.chat_template):
         enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
