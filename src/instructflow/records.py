@@ -103,6 +103,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
+    # Plain json, not orjson: orjson reads integers past 64 bits as floats, silently.
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
