@@ -33,7 +33,8 @@ STAGES = ("validate", "format", "filter")
 WRAPPER = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
            "code = 0\ntry:\n runpy.run_module(sys.argv[0], run_name='__main__')\n"
            "except SystemExit as e:\n code = e.code\n"
-           "print('BENCH_MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+           "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+           "print('BENCH_MAXRSS_KB', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)\n"
            "sys.exit(code)")
 
 
@@ -110,8 +111,11 @@ def run_stage(module: str, args: list[str], cwd: Path, env: dict, log: Path) -> 
     log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"bench: {module} failed (exit {proc.returncode}); see {log}\n{proc.stderr[-2000:]}")
-    rss = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("BENCH_MAXRSS_KB")]
-    return {"wall_s": round(wall, 2), "max_rss_mb": round(rss[-1] / 1024, 1) if rss else None}
+    usage = [line.split()[1:] for line in proc.stderr.splitlines() if line.startswith("BENCH_MAXRSS_KB")]
+    # CPU seconds (user + system) say what the stage costs even when other jobs share the cores;
+    # wall seconds are what a user waits.
+    return {"wall_s": round(wall, 2), "cpu_s": round(float(usage[-1][1]), 2) if usage else None,
+            "max_rss_mb": round(int(usage[-1][0]) / 1024, 1) if usage else None}
 
 
 def prepare(work: Path, params: Path, env: dict) -> None:
@@ -165,20 +169,23 @@ def main(argv=None) -> None:
                                                "--report", "rep/filter"], run_dir, env, run_dir / "filter.log"),
             }
             total = sum(s["wall_s"] for s in stages.values())
+            cpu = sum(s["cpu_s"] or 0 for s in stages.values())
             val = json.loads((run_dir / "rep/validate/summary.json").read_text())
             result["sizes"][str(n)] = {
                 "records": n, "mix": mix, "generate_s": round(gen_s, 1), "stages": stages,
-                "total_s": round(total, 1), "records_per_s": round(n / total),
+                "total_s": round(total, 1), "total_cpu_s": round(cpu, 1), "records_per_s": round(n / total),
+                "load_avg_after": [round(x, 2) for x in os.getloadavg()],
                 "valid": val["valid"], "quarantined": val["quarantined"],
             }
-            print(f"bench: {n} records: " + ", ".join(f"{s} {v['wall_s']} s ({v['max_rss_mb']} MB)"
-                                                      for s, v in stages.items()) + f"; total {total:.1f} s",
-                  flush=True)
+            print(f"bench: {n} records: " + ", ".join(f"{s} {v['wall_s']} s wall, {v['cpu_s']} s CPU "
+                                                      f"({v['max_rss_mb']} MB)" for s, v in stages.items())
+                  + f"; total {total:.1f} s wall, {cpu:.1f} s CPU; load {os.getloadavg()[0]:.1f}", flush=True)
             if not args.work:
                 shutil.rmtree(run_dir, ignore_errors=True)
             # keep what we have so far, in case a bigger size is stopped
             sizes = sorted(result["sizes"], key=int)
-            result["growth"] = {f"{b}/{a}": round(result["sizes"][b]["total_s"] / result["sizes"][a]["total_s"], 2)
+            result["growth"] = {f"{b}/{a}": {k: round(result["sizes"][b][k] / result["sizes"][a][k], 2)
+                                             for k in ("total_s", "total_cpu_s")}
                                 for a, b in zip(sizes, sizes[1:])}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2) + "\n")
