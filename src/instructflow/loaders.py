@@ -228,6 +228,8 @@ def jsonl_rows(text: str, rel: str, notes: list[str]):
 
 
 def csv_rows(text: str, rel: str, delimiter: str, notes: list[str]):
+    """The stdlib csv reader, not pandas: a row with bad bytes or the wrong number of fields must
+    become an error record naming its row, and pandas can only fail the file or drop the row."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # real corpora have fields past the 128 KiB default
     if not text.strip(BLANK):
         notes.append(f"{rel}: empty file, no rows")
