@@ -88,3 +88,16 @@ def _stamp_in(repo):
     assert out.returncode == 0, out.stderr
     assert "at git commit" in out.stderr  # the commit goes to the log, not into the stamp
     return out.stdout
+
+
+def test_import_closure_fallback_agrees_with_dvc_yaml_for_every_stage():
+    """Outside the repository the stamp names the code by the stage's imports; inside, by dvc.yaml's code
+    deps. Both must name the same files, or a stage run elsewhere would stamp another code version."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in stages:
+        declared = {p for p in lineage.hash_inputs([ROOT / d for d in lineage.declared_code(name, ROOT / "dvc.yaml")
+                                                    if d.startswith("src/")])}
+        imported = {p.as_posix() for p in lineage.imported_code(name)}
+        assert {Path(p).resolve().as_posix() for p in declared} == imported, name

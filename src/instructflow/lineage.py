@@ -112,6 +112,13 @@ def imported_code(module: str) -> list[Path]:
                 todo += [prefix] if node.module else [f"{prefix}.{a.name}".lstrip(".") for a in node.names]
                 if node.module:  # `from .pkg import mod` may name submodules
                     todo += [f"{prefix}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{PACKAGE.name}."):
+                mod = node.module[len(PACKAGE.name) + 1:]
+                todo += [mod, *(f"{mod}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.ImportFrom) and node.module == PACKAGE.name:
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name[len(PACKAGE.name) + 1:] for a in node.names if a.name.startswith(f"{PACKAGE.name}.")]
     files = []
     for path in seen.values():
         files += _files_under(path.parent) if path.name == "__init__.py" else [path]
