@@ -46,7 +46,9 @@ def phrase_list() -> dict:
     data = json.loads(PHRASES_FILE.read_text(encoding="utf-8"))
     refusals = sorted({normalize_reply(p) for group in data["refusals"].values() for p in group}, key=len,
                       reverse=True)
-    apologies = sorted({normalize_reply(p) for p in data["apologies"]}, key=len, reverse=True)
+    # soft openings: apologies and AI disclaimers, which open answers as often as refusals
+    apologies = sorted({normalize_reply(p) for p in data["apologies"] + data["disclaimers"]}, key=len,
+                       reverse=True)
     return {"refusals": refusals, "apologies": apologies,
             "first_person": re.compile(data["first_person_refusal"]), "provenance": data["provenance"]}
 
@@ -93,6 +95,17 @@ def exemplars() -> dict[str, list[str]]:
     return {"refusal": list(data["refusal"]), "answer": list(data["answer"])}
 
 
+def opening(reply: str, max_chars: int = 120) -> str:
+    """The first sentence or two of a reply: where a refusal is decided. Embedding the
+    whole of a long reply lets its topic drown the "I cannot" at its start."""
+    text = " ".join(str(reply).split())
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    out = sentences[0]
+    if len(out) < 40 and len(sentences) > 1:
+        out += " " + sentences[1]
+    return out[:max_chars] or " "
+
+
 class ClassifierJudge:
     """Judge 2: MiniLM embeddings + logistic regression on curated exemplars.
 
@@ -122,8 +135,7 @@ class ClassifierJudge:
         self.n_exemplars = {"refusal": len(ex["refusal"]), "answer": len(ex["answer"])}
 
     def _embed(self, texts: list[str]):
-        # Only the reply's opening matters for refusing; long answers are cut to keep it fast.
-        return self.encoder.encode([str(t)[:400] or " " for t in texts], batch_size=64, normalize_embeddings=True,
+        return self.encoder.encode([opening(t) for t in texts], batch_size=64, normalize_embeddings=True,
                                    show_progress_bar=False, convert_to_numpy=True)
 
     def scores(self, replies: list[str]):
