@@ -54,9 +54,11 @@ SUMMARIES = {
                "sources": {"builtin": {"license": "Apache-2.0", "records": 90, "errors": 0},
                            EVIL_SOURCE: {"license": "CC-BY-4.0", "records": 10, "errors": 2}}},
     "validate": {"rows": 100, "valid": 95, "quarantined": 5, "quarantined_by_rule": {"rule_a": 5},
-                 "by_source": {"builtin": {"valid": 90, "quarantined": {"rule_a": 0}},
-                               EVIL_SOURCE: {"valid": 5, "quarantined": {"rule_a": 5}}}},
-    "format": {"sft": 70, "pairs": 15, "eval": 10, "eval_by_group": {"task/heldout": 10}},
+                 "by_source": {"builtin": {"rows": 90, "valid": 90, "quarantined": 0, "quarantined_by_rule": {}},
+                               EVIL_SOURCE: {"rows": 10, "valid": 5, "quarantined": 5,
+                                             "quarantined_by_rule": {"rule_a": 5}}}},
+    "format": {"sft": 70, "pairs": 15, "eval": 10, "eval_by_group": {"task/heldout": 10},
+               "by_source": {"builtin": {"sft": 65, "pairs": 15, "eval": 10}, EVIL_SOURCE: {"sft": 5}}},
     "filter": {"kept_sft": 60, "kept_pairs": 18, "eval": 10, "converted_to_pairs": 3, "removed": 7,
                "removed_by_reason": {"toxic": 7}, "removed_by_source": {"builtin": {"toxic": 7}}},
 }
@@ -155,8 +157,20 @@ def test_sources_table_and_per_source_flow():
     assert row["license"] == "CC-BY-4.0" and row["raw records"] == "10" and row["unparseable"] == "2"
     flow = {tuple(r[:3]): r[3] for r in content.per_source_flow(SUMMARIES)}
     assert flow[(EVIL_SOURCE, "ingest", "raw records")] == "10"
-    assert flow[(EVIL_SOURCE, "validate", "quarantined.rule_a")] == "5"
+    assert flow[(EVIL_SOURCE, "validate", "quarantined_by_rule.rule_a")] == "5"
     assert flow[("builtin", "filter", "removed.toxic")] == "7"
+
+
+def test_accounting_checks_every_source():
+    acc = content.accounting(SUMMARIES)
+    checks = {r[0]: r[1:] for r in acc["checks"]}
+    assert checks[f"{EVIL_SOURCE}: ingest records = validate rows"] == ["10", "10", "OK"]
+    assert checks["builtin: validate valid = format outputs"] == ["90", "90", "OK"]
+    bad = json.loads(json.dumps(SUMMARIES))
+    bad["format"]["by_source"]["builtin"]["sft"] = 64  # one builtin record lost in format
+    acc = content.accounting(bad)
+    assert {r[0]: r[3] for r in acc["checks"]}["builtin: validate valid = format outputs"] == "MISMATCH (1)"
+    assert acc["status"] == "MISMATCH (1)"
 
 
 def test_accounting_counts_prompts_and_labelled_rows():

@@ -273,6 +273,16 @@ def accounting(stages: dict) -> dict:
          _sum(f_sft, f_pairs, f_prompts), _sum(k_sft, k_pairs, k_prompts, removed)),
         ("format eval = filter eval", f_eval, ev),
     ]
+    # per source (docs/data-contract.md section 5): raw records reach validate, valid ones reach format
+    sources = ing.get("sources") if isinstance(ing.get("sources"), dict) else {}
+    val_by, frm_by = val.get("by_source") or {}, frm.get("by_source") or {}
+    for src in sorted(set(sources) | set(val_by)):
+        v, f = val_by.get(src) or {}, frm_by.get(src)
+        if val_by:
+            checks.append((f"{src}: ingest records = validate rows", _num(sources.get(src), "records"), _num(v, "rows")))
+        if val_by and frm_by:
+            checks.append((f"{src}: validate valid = format outputs", _num(v, "valid"),
+                           sum(x for x in (f or {}).values() if _number(x))))
     rows = [[name, fmt(left), fmt(right), _status(left, right)] for name, left, right in checks]
     states = [r[3] for r in rows]
     status = "OK" if all(s == "OK" for s in states) else next((s for s in states if s not in ("n/a", "OK")), "n/a")
