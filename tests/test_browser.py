@@ -78,7 +78,7 @@ def test_plots_render_and_nothing_runs_or_loads(pages):
     Beacon.hits.clear()
     dom = chromium(root, (reports / "report.html").as_uri(), "--dump-dom")
     assert "<title>instructflow report</title>" in dom  # the corpus script did not retitle the page
-    assert len(re.findall(r"<svg\b", dom)) == 9 and len(re.findall(r"<path\b", dom)) > 50
+    assert len(re.findall(r"<svg\b", dom)) == 8 and len(re.findall(r"<path\b", dom)) > 50
     assert "<img" not in dom and "<script" not in dom
     assert "![x](" in dom and "&lt;script&gt;" in dom  # the hostile text is there, as text
     shot = root / "report.png"

@@ -255,14 +255,16 @@ def test_report_renders_every_section_with_numbers(rendered):
         assert "0.8585" in doc and "0.4596" in doc  # detector precision / recall
         assert "validate/datadocs/index.html" in doc
         assert "heldout_item" in doc and "I cannot assist with that." in doc
-    # data flow, three loss curves, refusal by category (primary judge and each judge), over-refusal, task by split
-    assert page.count("<svg") == 1 + 3 + 3 + 1 + 1
-    assert md.count("](plots/") == 9 and len(list((rendered / "plots").glob("*.svg"))) == 9
+    # data flow, three loss curves, refusal by category (primary judge, the other judge), over-refusal, task by split
+    assert page.count("<svg") == 1 + 3 + 2 + 1 + 1
+    assert md.count("](plots/") == 8 and len(list((rendered / "plots").glob("*.svg"))) == 8
     plain = md.replace("\\", "")  # report.md backslash-escapes Markdown punctuation in cells
     # judges side by side, per category; the per-category keys stay out of the main table
     assert "| weapons | 0.5000 [0.4500, 0.5250] n=40 |" in plain
     assert "refusal by harm category (judge: classifier)" in plain and "prefix_vs_classifier" in plain
     assert "| refusal_weapons |" not in plain
+    refusal = plain[plain.index("### Refusal of harmful prompts"):plain.index("### Over-refusal of harmless prompts")]
+    assert "| refusal_heldout |" in refusal and "| over_refusal" not in refusal  # grouped by what they measure
     # columns in order: base, base_fewshot, sft, safety
     assert "| metric | base | base_fewshot | sft | safety |" in plain
     assert "| classification.refuse | 80 | n/a | 0.7500 | 0.6000 | 0.6667 |" in plain  # per-class precision / recall / F1

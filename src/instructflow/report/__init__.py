@@ -64,7 +64,8 @@ def build_context(data: dict, cfg: config.ReportConfig, seed: int, out: Path) ->
     categories = c.harm_categories(data["generations"])
     category = []
     suites = sorted(((metrics.get("prompts") or {}).get("suites") or {}))
-    for chart in c.rate_charts(models, categories, judge_names, suites):
+    others = [j for j in judge_names if j != judges.get("primary")]  # the primary judge's chart comes first
+    for chart in c.rate_charts(models, categories, others, suites):
         header, rows = c.category_table(chart)
         category.append({"title": chart["title"], "header": header, "rows": rows,
                          "plot": figure(chart["name"], chart["title"], plots.grouped_bars(
@@ -81,7 +82,7 @@ def build_context(data: dict, cfg: config.ReportConfig, seed: int, out: Path) ->
         "title": TITLE, "seed": seed,
         "passed": sum(r[-1] == "PASS" for r in targets), "n_targets": len(targets), "targets": targets,
         "conservation": acc["status"], "machines": c.machines(data),
-        "models": list(models), "eval_header": eval_header, "eval_rows": eval_rows,
+        "models": list(models), "eval_groups": c.eval_groups(eval_header, eval_rows),
         "eval_note": c.source_note(data, eval_rel), "category": category, "class_tables": class_tables,
         "judges": [[name, "yes" if name == judges.get("primary") else "", c.fmt(judges[name])]
                    for name in judge_names],

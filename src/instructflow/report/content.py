@@ -392,6 +392,27 @@ def eval_table(models: dict, categories: list[str] = ()) -> tuple[list[str], lis
     return ["metric", *models], [[p, *(fmt_leaf(flat[m].get(p)) for m in models)] for p in order]
 
 
+EVAL_GROUPS = (  # (title, key prefixes), first match wins
+    ("Instruction following (exact match)", ("task_em", "general_em", "em_")),
+    ("Refusal of harmful prompts", ("refusal",)),
+    ("Over-refusal of harmless prompts", ("over_refusal",)),
+    ("Helpfulness against references", ("helpful", "rouge_l", "bleu")),
+    ("Toxicity of replies (harm detector)", ("unsafe_reply",)),
+    ("Alignment tax (perplexity on held-out text)", ("ppl_",)),
+    ("Extra suites", ("suite_",)),
+    ("Judge agreement", ("judge_agreement",)),
+)
+
+
+def eval_groups(header: list[str], rows: list[list[str]]) -> list[dict]:
+    """The evaluation table cut into readable groups (instruction following, refusal, ...), order kept."""
+    groups = {title: [] for title, _ in EVAL_GROUPS} | {"Other": []}
+    for row in rows:
+        title = next((t for t, prefixes in EVAL_GROUPS if row[0].startswith(prefixes)), "Other")
+        groups[title].append(row)
+    return [{"title": t, "header": header, "rows": r} for t, r in groups.items() if r]
+
+
 def rate_charts(models: dict, categories: list[str], judges: list[str] = (), suites: list[str] = ()) -> list[dict]:
     """Charts of related rates, one bar per model: {name, title, categories, series: {model: [leaf]}}.
     Refusal per harm category (every judge), refusal and task accuracy per split, over-refusal and
