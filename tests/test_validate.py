@@ -312,3 +312,14 @@ def test_cli_failure_writes_nothing(tmp_path):
                        "--report", str(tmp_path / "r")])
     assert str(raw) in str(err.value) and "min_rows" in str(err.value)
     assert not (tmp_path / "v").exists() and not (tmp_path / "r").exists()
+
+
+def test_data_docs_never_show_corpus_text(tmp_path):
+    """GE prints sample failing values unescaped; validate asks for none, so corpus HTML cannot run."""
+    bad = [sft(i, prompt="<script>alert(1)</script>" + "x" * 60, reply="<img src=x onerror=alert(2)>")
+           for i in range(3)]
+    write_jsonl(tmp_path / "raw.jsonl", [*bad, sft(9)])
+    summary = validate.validate_file(str(tmp_path / "raw.jsonl"), CFG, tmp_path / "out", tmp_path / "docs")
+    assert summary["quarantined_by_rule"][rule("value_lengths_to_be_between", TURN)] == 3
+    pages = [p.read_text() for p in (tmp_path / "docs").rglob("*.html")]
+    assert len(pages) >= 5 and not any("<script>alert" in p or "onerror=" in p for p in pages)
