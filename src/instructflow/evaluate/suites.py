@@ -6,7 +6,12 @@ docs/evaluation.md; the filter's decontamination reads the same `path` and
 
     name       short identifier (letters, digits, _), used in metric keys `suite_<name>_...`
     path       CSV / TSV / JSONL / JSON file, optionally .gz, under data/sources/
-               (so it is a DVC dependency, like every ingested file)
+               (so it is a DVC dependency, like every ingested file). Nested JSON
+               objects become dotted columns (`annotations.toxicity.majority_human`);
+               a JSON document that nests lists of prompts by category
+               ({category: {subcategory: [prompt, ...]}}, as red-instruct's) gives
+               columns `prompt` and `category` ("category/subcategory")
+    records_path  dotted path to the list of rows inside a JSON document (e.g. `instances`)
     prompt     column holding the prompt text
     kind       harmful | harmless | instruction, for every row; or
     label      column whose value decides the kind per row: values in `harmful_values`
@@ -29,7 +34,7 @@ from ..records import hash_fraction
 
 KINDS = ("harmful", "harmless", "instruction")
 SUITE_KEYS = {"name", "path", "prompt", "kind", "label", "harmful_values", "kind_otherwise", "reference",
-              "category", "metric", "limit"}
+              "category", "metric", "limit", "records_path"}
 SOURCES_DIR = "data/sources"
 
 
@@ -45,7 +50,7 @@ def check_suite(suite: dict, where: str = "evaluate.suites") -> dict:
     if unknown:
         raise SuiteError(f"params.yaml: {where}: unknown key(s) {unknown}; allowed: {sorted(SUITE_KEYS)}")
     s = {"kind": "", "label": "", "harmful_values": [], "kind_otherwise": "harmless", "reference": "",
-         "category": "", "metric": "rouge", "limit": 0, **suite}
+         "category": "", "metric": "rouge", "limit": 0, "records_path": "", **suite}
     for key in ("name", "path", "prompt"):
         if not s.get(key):
             raise SuiteError(f"params.yaml: {where}: `{key}` is required")
@@ -65,21 +70,62 @@ def check_suite(suite: dict, where: str = "evaluate.suites") -> dict:
     return s
 
 
-def read_table(path: Path):
-    """A DataFrame from CSV / TSV / JSONL / JSON (list of objects), each optionally gzipped."""
+def _nested_prompts(doc, trail: tuple = ()) -> list[dict]:
+    """{category: {subcategory: [prompt, ...]}} -> rows {prompt, category: "category/subcategory"}."""
+    if isinstance(doc, dict):
+        return [row for key, value in doc.items() for row in _nested_prompts(value, trail + (str(key),))]
+    if isinstance(doc, list) and all(isinstance(x, str) for x in doc):
+        return [{"prompt": x, "category": "/".join(trail)} for x in doc]
+    raise ValueError(f"at {'/'.join(trail) or 'the top'}: expected an object or a list of strings")
+
+
+def _rows_of(doc, records_path: str, path: Path) -> list:
+    if records_path:
+        for part in records_path.split("."):
+            if not isinstance(doc, dict) or part not in doc:
+                raise SuiteError(f"{path}: records_path {records_path!r}: no key {part!r}")
+            doc = doc[part]
+    if isinstance(doc, list):
+        return doc
+    lists = [v for v in doc.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    if len(lists) == 1:  # e.g. {"dataset": ..., "instances": [...]}
+        return lists[0]
+    try:
+        return _nested_prompts(doc)
+    except ValueError as err:
+        raise SuiteError(f"{path}: not a list of rows and not prompts nested by category ({err}); "
+                         f"set records_path") from None
+
+
+def read_table(path: Path, records_path: str = ""):
+    """A DataFrame from CSV / TSV / JSONL / JSON, each optionally gzipped; nested objects
+    become dotted columns."""
+    import gzip
+    import json
+
     import pandas as pd
 
     name = path.name.lower().removesuffix(".gz")
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         if name.endswith(".csv"):
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         if name.endswith(".tsv"):
             return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
         if name.endswith(".jsonl"):
-            return pd.read_json(path, lines=True, dtype=False)
+            with opener(path, "rt", encoding="utf-8-sig") as fh:
+                rows = []
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as err:
+                            raise SuiteError(f"{path}: line {n} is not JSON ({err.msg})") from None
+            return pd.json_normalize(rows)
         if name.endswith(".json"):
-            return pd.read_json(path, dtype=False)
-    except (ValueError, UnicodeDecodeError) as err:
+            with opener(path, "rt", encoding="utf-8-sig") as fh:
+                return pd.json_normalize(_rows_of(json.load(fh), records_path, path))
+    except (ValueError, UnicodeDecodeError, OSError) as err:
         raise SuiteError(f"{path}: cannot be read as {name.rsplit('.', 1)[-1].upper()}: {err}") from None
     raise SuiteError(f"{path}: unknown suite format (use .csv, .tsv, .jsonl or .json, optionally .gz)")
 
@@ -97,7 +143,7 @@ def load_suite(suite: dict, root: Path = Path(".")) -> tuple[list[dict], dict]:
     path = root / s["path"]
     if not path.is_file():
         raise SuiteError(f"suite {s['name']}: {s['path']} does not exist")
-    df = read_table(path)
+    df = read_table(path, s["records_path"])
     for key in ("prompt", "label", "reference", "category"):
         if s[key] and s[key] not in df.columns:
             raise SuiteError(f"suite {s['name']}: {s['path']}: no column {s[key]!r} (`{key}`); "
