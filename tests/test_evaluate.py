@@ -95,7 +95,8 @@ def test_judge_agreement_and_kappa():
 
 def test_rouge_and_bleu_come_from_the_libraries():
     assert M.rouge_l("Run kill with the process id.", "Run kill with the process id.") == 1.0
-    assert M.rouge_l("kill it", "Run kill with the process id.") == pytest.approx(2 * (1 / 1 * 1 / 6) / (1 + 1 / 6) * 1, abs=0.3)
+    # LCS "kill": precision 1/2, recall 1/6 -> F = 2PR / (P + R) = 0.25
+    assert M.rouge_l("kill it", "Run kill with the process id.") == pytest.approx(0.25)
     assert M.rouge_l("banana", "Run kill with the process id.") == 0.0
     assert M.corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
     assert M.corpus_bleu(["dog"], ["the cat sat on the mat"]) < 5
@@ -213,7 +214,8 @@ def test_few_shot_prompt_construction():
     shots = gen.pick_shots(pool, "antonym", 3, "eval-1", seed=7)
     assert len(shots) == 3 and all(u.startswith("Opposite of") for u, _ in shots)
     assert shots == gen.pick_shots(pool, "antonym", 3, "eval-1", seed=7)  # deterministic per prompt
-    assert shots != gen.pick_shots(pool, "antonym", 3, "eval-2", seed=7) or True
+    # different prompts get different draws (not one fixed prefix for all)
+    assert len({tuple(gen.pick_shots(pool, "antonym", 3, f"eval-{i}", seed=7)) for i in range(20)}) > 3
     # a family with fewer than k examples draws from all families
     mixed = gen.pick_shots(pool, "repeat", 3, "eval-3", seed=7)
     assert len(mixed) == 3
