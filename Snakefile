@@ -206,7 +206,7 @@ rule onpolicy:
     threads: config["onpolicy"]["threads"] or 1
     resources:
         gpu=0,
-        mem_mb=4000,
+        mem_mb=config["onpolicy"]["mem_mb"],
         runtime=60,
     shell:
         STAGE.format("onpolicy")

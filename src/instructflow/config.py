@@ -207,6 +207,8 @@ class OnpolicyConfig:
                                         "greedy decoding.", minimum=1)
     min_words: int = _f(3, "Helpful answers with fewer words are degenerate and skipped.", **NON_NEGATIVE)
     threads: int = _f(0, "torch CPU threads; 0 = the cores actually free.", **NON_NEGATIVE)
+    mem_mb: int = _f(4000, "Memory the workflow reserves for this stage (Snakemake/SLURM resources); the SFT "
+                           "model plus a batch of generations.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- safety

@@ -206,8 +206,9 @@ def main(argv=None) -> None:
     # ---------------------------------------------------------------- answers (the model loads only if needed)
     answers = []
     if items:
-        training.setup_torch(seed, cfg.threads)
-        model, tokenizer = training.load_model_folder(Path(args.sft))
+        device = training.setup_torch(seed, cfg.threads)
+        model, tokenizer = training.load_model_folder(Path(args.sft), "auto", device)
+        model.to(device)
         answers = generate(model, tokenizer, [it["prompt"] for it in items], cfg)
 
     # ---------------------------------------------------------------- pairs, skips, balance
