@@ -203,3 +203,36 @@ def test_two_processes_match_one_with_twice_the_accumulation(tmp_path):
         moved = (a[k] - base[k]).abs().max()
         assert (a[k] - b[k]).abs().max() <= 1e-3 * max(1.0, float(moved) * 10), k
     assert any((a[k] - base[k]).abs().max() > 1e-3 for k in a)  # training did move the weights
+
+
+def test_lora_reports_the_tokens_base_added(tmp_path, monkeypatch):
+    """A template-less model gets instructflow's template tokens from base (recorded in
+    the origin); LoRA leaves their rows as initialised, and the metrics say so."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from instructflow import base
+
+    monkeypatch.chdir(tmp_path)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=True), decoders.ByteLevel()
+    bpe.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"], show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bare = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>")  # no chat template, no role tokens
+    folder = tmp_path / "data/sources/models/bare"
+    model = tiny_model(bare)
+    model.save_pretrained(folder)
+    bare.save_pretrained(folder)
+    params = write_params(tmp_path / "params.yaml", model={"base": "data/sources/models/bare", "threads": 1})
+    base.main(["--params", str(params)])
+    origin = json.loads((tmp_path / "models/base/lineage.json").read_text())["origin"]
+    assert {"<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"} <= set(origin["added_tokens"])
+    _, out, metrics = run_sft(tmp_path, "lora", base=tmp_path / "models/base")
+    _, tok = training.load_model_folder(out)
+    new = training.new_token_ids(out, tok)  # the origin travels into every later lineage
+    assert new == sorted(tok.convert_tokens_to_ids(origin["added_tokens"]))
+    assert metrics["added_tokens_not_trained"] == len(new) == len(origin["added_tokens"])
+    before = load_file(tmp_path / "models/base/model.safetensors")["model.embed_tokens.weight"]
+    after = load_file(out / "model.safetensors")["model.embed_tokens.weight"]
+    assert (before == after).all()

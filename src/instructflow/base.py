@@ -228,6 +228,8 @@ def main(argv=None) -> None:
         model, tokenizer, metrics = pretrain(cfg, seed, raw, report, lineage.stamp("base", inputs, cfg, seed))
         summary = "A tiny Llama-style model pretrained from scratch on the instructflow default corpus."
         base = "from scratch"
+    if metrics.get("tokenizer", {}).get("added_tokens"):
+        origin["added_tokens"] = metrics["tokenizer"]["added_tokens"]
     stamp = lineage.stamp("base", inputs, cfg, seed) | {"origin": {k: v for k, v in origin.items() if k != "files"}}
     training.save_model_folder(model, tokenizer, out, stamp, summary, base, metrics)
     write_json(report / "metrics.json", {**metrics, "origin": stamp["origin"], "lineage": stamp})

@@ -55,12 +55,7 @@ def fits(tokenizer, pair: dict, max_length: int) -> bool:
 
 
 def peft_config(cfg: config.SafetyConfig):
-    if not cfg.lora:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=cfg.dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return training.lora_config(cfg.lora_r, cfg.dropout) if cfg.lora else None
 
 
 def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, train, val, max_length: int,

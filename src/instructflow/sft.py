@@ -44,10 +44,7 @@ def split_train_validation(examples: list[dict], fraction: float) -> tuple[list[
 
 def peft_config(cfg: config.SFTConfig):
     if cfg.method == "lora":
-        from peft import LoraConfig
-
-        return LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=cfg.dropout,
-                          target_modules="all-linear", task_type="CAUSAL_LM")
+        return training.lora_config(cfg.lora_r, cfg.dropout)
     if cfg.method == "prompt_tuning":
         from peft import PromptTuningConfig
 
@@ -154,6 +151,10 @@ def main(argv=None) -> None:
         "best_step": int(trainer.state.best_global_step or 0),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
+    if cfg.method != "full" and (new := training.new_token_ids(Path(args.base), tokenizer)):
+        metrics["added_tokens_not_trained"] = len(new)
+        print(f"sft: warning: {len(new)} token(s) added by base (chat template) keep their initial embeddings "
+              f"under {cfg.method}; use `sft.method: full` to train them")
     if trainer.is_world_process_zero():
         save(cfg, trainer, tokenizer, out, stamp, args.base, metrics,
              f"Supervised instruction fine-tuning ({cfg.method}; loss on assistant tokens only).")

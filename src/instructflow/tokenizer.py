@@ -149,7 +149,7 @@ def prepare_tokenizer(tokenizer, model, default_system: str = "drop") -> dict:
     - EOS = the token that ends an assistant turn, so generation stops there;
     - a pad token that is not EOS when avoidable (collators and masks then
       never confuse padding with a learned end of turn)."""
-    before = len(tokenizer)
+    before, vocab_before = len(tokenizer), set(tokenizer.get_vocab())
     ensure_chat_template(tokenizer)
     report: dict = {}
     if default_system == "drop":
@@ -173,7 +173,8 @@ def prepare_tokenizer(tokenizer, model, default_system: str = "drop") -> dict:
     tokenizer.padding_side = "right"
     if len(tokenizer) != before:
         model.resize_token_embeddings(len(tokenizer))
-        report["added_tokens"] = len(tokenizer) - before
+        # New rows start untrained: LoRA stages train exactly these rows (training.new_token_ids).
+        report["added_tokens"] = sorted(set(tokenizer.get_vocab()) - vocab_before)
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:

@@ -235,6 +235,23 @@ def origin_of(folder: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")).get("origin")
 
 
+def new_token_ids(folder: Path, tokenizer) -> list[int]:
+    """Ids of the tokens the base stage added to a user's tokenizer (chat template, pad).
+
+    Their embedding rows start at the mean of the others (transformers' resize).
+    LoRA does not train them: TRL computes the loss from `lm_head.weight` directly,
+    so PEFT's trainable-token wrapper on a (tied) head is unsupported. The stages
+    report how many there are; `method: full` trains them."""
+    tokens = (origin_of(folder) or {}).get("added_tokens") or []
+    return sorted(tokenizer.convert_tokens_to_ids(tokens))
+
+
+def lora_config(r: int, dropout: float):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
 # --------------------------------------------------------------------------- checkpoints
 def prepare_checkpoints(directory: Path, stamp: dict) -> bool:
     """Make `directory` ready for this run; True when a killed run with the same
