@@ -72,7 +72,8 @@ smollm2: smollm2-data
 # into params.yaml; then `dvc repro detector` trains and measures it.
 DETECTOR_FILES := beavertails/beavertails_30k_test_1842.json.gz diasafety/diasafety_train_9007.json.gz \
 	diasafety/diasafety_test_1093.json toxicchat/toxic_chat_train_2791.json.gz toxicchat/toxic_chat_test_2836.json.gz \
-	hate-offensive/labeled_data_sample_4996.csv coconot/coconot_contrast_pref_898.jsonl.gz jigsaw/jigsaw_train_282.csv \
+	hate-offensive/labeled_data_sample_4996.csv coconot/coconot_contrast_pref_898.jsonl.gz self-instruct/seed_tasks.jsonl \
+	jigsaw/jigsaw_train_282.csv \
 	toxigen/toxigen_demonstrations_587.csv hatecheck/hatecheck_test_suite_cases_3718.csv \
 	aegis/aegis_safety_test_302.json dices/dices_990_982.json dices/dices_350_expert_350.json \
 	alpaca/alpaca_safety_related_1904.json dolly/dolly_closed_qa_1000.csv

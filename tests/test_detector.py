@@ -157,3 +157,21 @@ def test_hashing_detector_trained_on_diasafety_beats_chance_on_its_test_split():
     m = det.metrics(model.score(te[0], te[1]), te[2], 0.5)
     assert m["n"] == 1093 and m["positives"] == 500
     assert m["f1"] > 0.65 and m["precision"] > 0.6
+
+
+def test_ensemble_trains_saves_and_loads_without_pickle(tmp_path):
+    feats = det.Features(backend="ensemble", n_features=2**12)
+    model = det.fit_ensemble(feats, UNSAFE + SAFE, None, [1] * len(UNSAFE) + [0] * len(SAFE), seed=0, hidden=16)
+    s = model.score(["you pathetic stupid idiot", "the museum opens at ten"])
+    assert s[0] > 0.5 > s[1]
+    members = model.member_scores(["you pathetic stupid idiot"])
+    assert set(members) == {"hashing", "embedding", "mlp"}
+    assert s[0] == pytest.approx(np.mean([m[0] for m in members.values()]), abs=1e-6)
+    model.threshold = 0.4
+    model.save(tmp_path / "ens")
+    cfg = json.loads((tmp_path / "ens" / "config.json").read_text())
+    assert cfg["kind"] == "ensemble" and cfg["threshold"] == 0.4
+    back = det.load(tmp_path / "ens")
+    assert isinstance(back, det.Ensemble) and back.threshold == 0.4
+    texts, replies = ["how do I bake bread", "you idiot"], ["mix flour and water", ""]
+    np.testing.assert_allclose(back.score(texts, replies), model.score(texts, replies), rtol=1e-5)

@@ -199,3 +199,17 @@ def test_judge_scores_equal_the_detectors_own_scores(detector_dir):
     for key, want in (("prompt", model.score(prompts)), ("exchange", model.score(prompts, replies)),
                       ("reply", model.score(replies))):
         assert [g[key] for g in got] == pytest.approx(want.tolist(), abs=1e-4)
+
+
+def test_judge_scores_any_detector_through_the_generic_path():
+    """An ensemble has no linear blocks: the judge scores prompts, exchanges and replies directly."""
+    texts = HARMFUL + BENIGN
+    replies = COMPLY * 3 + GOOD
+    labels = [1] * len(HARMFUL) + [0] * len(BENIGN)
+    model = det.fit_ensemble(det.Features(backend="ensemble", n_features=2**12), texts * 2, replies * 2, labels * 2,
+                             seed=0, hidden=8)
+    judge = flt.Judge(model, threshold=0.5)
+    got = judge.score(texts[:4], replies[:4])
+    assert [g["exchange"] for g in got] == pytest.approx(model.score(texts[:4], replies[:4]).tolist(), abs=1e-4)
+    assert [g["prompt"] for g in got] == pytest.approx(model.score(texts[:4]).tolist(), abs=1e-4)
+    assert model.featurizer.cache is None   # the per-call memo is dropped

@@ -116,8 +116,9 @@ def main(argv=None) -> None:
                          embedding_model=cfg.embedding_model,
                          embedding_files=det.model_file_hashes(model_name) if cfg.backend != "hashing" else {},
                          max_seq_length=cfg.max_seq_length, batch_size=cfg.batch_size)
-    model = det.fit(feats, [r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit],
-                    C=cfg.C, seed=seed, threads=cfg.threads)
+    train_fn = det.fit_ensemble if cfg.backend == "ensemble" else det.fit
+    model = train_fn(feats, [r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit],
+                     C=cfg.C, seed=seed, threads=cfg.threads)
     val_scores = model.score([r["text"] for r in val], [r.get("text2") or "" for r in val]) if val else None
     if cfg.threshold > 0:
         model.threshold = cfg.threshold

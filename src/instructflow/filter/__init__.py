@@ -68,6 +68,8 @@ class Judge:
         Every distinct text is featurised once (see Detector.block_decisions)."""
         import numpy as np
 
+        if not hasattr(self.det, "block_decisions"):
+            return self._score_generic(prompts, replies)
         uniq = sorted(set(prompts) | set(replies))
         d1, d2 = self.det.block_decisions(uniq)
         pos = {t: k for k, t in enumerate(uniq)}
@@ -80,6 +82,30 @@ class Judge:
 
         p, x = sig(d1[ip] + b), sig(d1[ip] + d2[ir] + b)
         r = sig(d1[ir] + b) if self.reply_alone else np.zeros(len(replies))
+        return self._rows(p, x, r)
+
+    def _score_generic(self, prompts: list[str], replies: list[str]) -> list[dict]:
+        """Any detector (e.g. an ensemble): distinct prompts, exchanges and replies scored once,
+        embeddings memoised across the three calls."""
+        import numpy as np
+
+        fz = self.det.featurizer
+        fz.cache = {}
+        try:
+            def by_unique(keys, fn):
+                uniq = sorted(set(keys))
+                table = dict(zip(uniq, (float(v) for v in fn(uniq)))) if uniq else {}
+                return np.array([table[k] for k in keys])
+
+            p = by_unique(prompts, lambda u: self.det.score(u))
+            x = by_unique(list(zip(prompts, replies)),
+                          lambda u: self.det.score([a for a, _ in u], [c for _, c in u]))
+            r = by_unique(replies, lambda u: self.det.score(u)) if self.reply_alone else np.zeros(len(replies))
+        finally:
+            fz.cache = None
+        return self._rows(p, x, r)
+
+    def _rows(self, p, x, r) -> list[dict]:
         return [{"prompt": round(float(a), 4), "exchange": round(float(c), 4),
                  **({"reply": round(float(e), 4)} if self.reply_alone else {})} for a, c, e in zip(p, x, r)]
 

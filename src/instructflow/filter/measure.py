@@ -1,7 +1,7 @@
 """Measure harm-detector candidates side by side on the public labelled sets.
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
-        [--candidates reference,hashing,embedding,both] [--cache DIR]
+        [--candidates reference,hashing,embedding,both,ensemble] [--target-precision 0.8] [--cache FILE.npz]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
 toxicchat train, hate-offensive train part), picks each one's threshold on the
@@ -22,6 +22,7 @@ Timing goes to stdout, never into the output file.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -124,19 +125,37 @@ class Reference:
         return self.clf.predict_proba(self.vec.transform(self._join(texts, texts2)))[:, 1]
 
 
-def _load_cache(path: Path | None) -> dict:
-    if not path or not path.is_file():
-        return {}
-    z = np.load(path, allow_pickle=False)
-    return dict(zip(z["texts"].tolist(), z["vecs"]))
+class EmbeddingCache(dict):
+    """text -> embedding, stored on disk keyed by the text's sha1 (npz, no pickle)."""
 
+    def __init__(self, path: Path | None):
+        super().__init__()
+        self.path = path
+        self.stored: dict[str, np.ndarray] = {}
+        if path and path.is_file():
+            z = np.load(path, allow_pickle=False)
+            self.stored = dict(zip(z["keys"].tolist(), z["vecs"]))
 
-def _save_cache(path: Path | None, cache: dict) -> None:
-    if not path or not cache:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    texts = sorted(cache)
-    np.savez(path, texts=np.array(texts), vecs=np.stack([cache[t] for t in texts]))
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def __contains__(self, text) -> bool:
+        return dict.__contains__(self, text) or self.key(text) in self.stored
+
+    def __getitem__(self, text):
+        return dict.__getitem__(self, text) if dict.__contains__(self, text) else self.stored[self.key(text)]
+
+    def save(self) -> None:
+        if not self.path or not dict.__len__(self):
+            return
+        self.stored.update({self.key(t): v for t, v in self.items()})
+        self.clear()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self.stored)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(keys), vecs=np.stack([self.stored[k] for k in keys]))
+        tmp.replace(self.path)
 
 
 def evaluate(model, sets: dict, benign_flag) -> dict:
@@ -161,8 +180,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default="reports/detector/shared.json")
-    ap.add_argument("--candidates", default="reference,hashing,embedding,both")
-    ap.add_argument("--target-precision", type=float, default=0.0, help="0 = best F1 on the validation slice")
+    ap.add_argument("--candidates", default="reference,hashing,embedding,both,ensemble")
+    ap.add_argument("--target-precision", type=float, default=0.8,
+                    help="thresholds: highest recall at this precision on the validation slice; 0 = best F1")
     ap.add_argument("--C", type=float, default=4.0)
     ap.add_argument("--embedding-model", default="")
     ap.add_argument("--max-seq-length", type=int, default=128)
@@ -177,8 +197,7 @@ def main(argv=None) -> None:
     fit_rows, val_rows = training_rows(sets)
     print(f"measure: {len(fit_rows['labels'])} training rows ({sum(fit_rows['labels'])} unsafe), "
           f"{len(val_rows['labels'])} validation rows", flush=True)
-    cache_path = Path(args.cache) if args.cache else None
-    cache = _load_cache(cache_path)
+    cache = EmbeddingCache(Path(args.cache) if args.cache else None)
     results = {"train_sets": sorted(n for n, s in sets.items() if s["role"] == "train"),
                "fit_rows": len(fit_rows["labels"]), "validation_rows": len(val_rows["labels"]), "candidates": {}}
     for name in args.candidates.split(","):
@@ -190,15 +209,16 @@ def main(argv=None) -> None:
                                  max_seq_length=args.max_seq_length)
             fz = det.Featurizer(feats, threads=1)
             fz.cache = cache
-            model = det.fit(feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C,
-                            seed=args.seed, featurizer=fz)
+            train_fn = det.fit_ensemble if name == "ensemble" else det.fit
+            model = train_fn(feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C,
+                             seed=args.seed, featurizer=fz)
             val_scores = model.score(val_rows["texts"], val_rows["texts2"])
             model.threshold = det.choose_threshold(val_scores, val_rows["labels"], args.target_precision)
-            _save_cache(cache_path, cache)
+            cache.save()
         res = evaluate(model, sets, pair_flag)
         res["threshold"] = round(float(model.threshold), 4)
         results["candidates"][name] = res
-        _save_cache(cache_path, cache)
+        cache.save()
         print(f"measure: {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
         print(table({name: res}), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
