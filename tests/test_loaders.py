@@ -220,6 +220,16 @@ def test_local_hf_dataset_folder(tmp_path):
     assert len({r["id"] for r in recs}) == 3
 
 
+def test_hf_folder_of_data_files_and_missing_split(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"q": "a?", "a": "A"}\n{"q": "b?", "a": "B"}\n')
+    recs = read(folder, "hf", kind="sft", columns={"instruction": "q", "output": "a"})
+    assert [r["messages"][1]["content"] for r in recs] == ["A", "B"] and recs[1]["locator"] == "files:row=2"
+    with pytest.raises(SourceError, match="files: cannot be loaded with `datasets`"):
+        read(folder, "hf", kind="sft", hf_split="validation")
+
+
 def test_unknown_format_and_missing_file(tmp_path):
     with pytest.raises(ValueError, match="unknown format"):
         read_source(tmp_path / "x", "csv-ish", "mine", "MIT")

@@ -271,26 +271,30 @@ def parquet_rows(data: bytes, rel: str):
 
 
 def hf_rows(path: Path | str, rel: str, spec: SourceConfig, notes: list[str]):
+    import tempfile
+
     import datasets
 
-    try:
-        if isinstance(path, str):  # hub id
-            ds = datasets.load_dataset(path, split=spec.hf_split)
-            notes.append(f"{rel}: read from the Hugging Face hub (not a DVC-tracked file)")
-        elif (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-            ds = datasets.load_from_disk(str(path))
-            if isinstance(ds, datasets.DatasetDict):
-                if spec.hf_split not in ds:
-                    raise SourceError(f"{rel}: no split {spec.hf_split!r}; splits: {sorted(ds)} (set hf_split)")
-                ds = ds[spec.hf_split]
-        else:
-            ds = datasets.load_dataset(str(path), split=spec.hf_split)
-    except SourceError:
-        raise
-    except Exception as err:  # datasets raises many types; the message is what matters here
-        raise SourceError(f"{rel}: cannot be loaded with `datasets` ({type(err).__name__}: {err})") from None
-    for n, row in enumerate(ds, start=1):
-        yield f":row={n}", row, None
+    # A folder of data files is converted to Arrow in a throwaway cache, not in ~/.cache.
+    with tempfile.TemporaryDirectory(prefix="instructflow-hf-") as cache:
+        try:
+            if isinstance(path, str):  # hub id
+                ds = datasets.load_dataset(path, split=spec.hf_split)
+                notes.append(f"{rel}: read from the Hugging Face hub (not a DVC-tracked file)")
+            elif (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+                ds = datasets.load_from_disk(str(path))
+                if isinstance(ds, datasets.DatasetDict):
+                    if spec.hf_split not in ds:
+                        raise SourceError(f"{rel}: no split {spec.hf_split!r}; splits: {sorted(ds)} (set hf_split)")
+                    ds = ds[spec.hf_split]
+            else:
+                ds = datasets.load_dataset(str(path), split=spec.hf_split, cache_dir=cache)
+        except SourceError:
+            raise
+        except Exception as err:  # datasets raises many types; the message is what matters here
+            raise SourceError(f"{rel}: cannot be loaded with `datasets` ({type(err).__name__}: {err})") from None
+        for n, row in enumerate(ds, start=1):
+            yield f":row={n}", row, None
 
 
 def container_of(path: Path | str, fmt: str) -> str:
