@@ -27,13 +27,15 @@ default), audit (CLI), measure (side-by-side measurement on public sets).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from .. import config, lineage
-from ..records import read_jsonl, write_json, write_jsonl
+from ..records import atomic_open, dumps, read_jsonl, write_json
 from . import decontam, dedup, pii
 from . import detector as detmod
 from .keywords import Keywords
@@ -171,7 +173,8 @@ def main(argv=None) -> None:
     src, out = Path(args.formatted), Path(args.out)
     started = time.perf_counter()
     det = detmod.load(args.detector, threads=cfg.threads)
-    kw = Keywords(cfg.harmful_terms, cfg.compliance_markers, cfg.toxic_terms, cfg.refusal_markers) if cfg.keywords else None
+    kw = (Keywords(cfg.harmful_terms, cfg.compliance_markers, cfg.toxic_terms, cfg.refusal_markers)
+          if cfg.keywords else None)
     judge = Judge(det, cfg.threshold, cfg.score_reply_alone, kw)
     pii_types = tuple(cfg.pii_types)
 
@@ -212,120 +215,131 @@ def main(argv=None) -> None:
                 found[i]["duplicate"] = {"of": d[1], "kind": d[0]}
         return found
 
-    kept_sft, kept_pairs, kept_prompts, removed = [], [], [], []
+    # Outputs are streamed (memory stays bounded at any corpus size), each to a temporary
+    # file renamed into place only when the stage succeeds.
+    files = contextlib.ExitStack()
+    sinks = {name: files.enter_context(atomic_open(out / f"{name}.jsonl"))
+             for name in ("sft", "pairs", "prompts", "removed")}
+    written: Counter = Counter()
     converted, pii_found, harmful_requests_kept = 0, Counter(), 0
-    flagged_turns = Counter()
+    flagged_turns, removed_by_reason = Counter(), Counter()
+    by_source: dict[str, Counter] = defaultdict(Counter)
+
+    def emit(name: str, row: dict) -> None:
+        sinks[name].write(dumps(row) + "\n")
+        written[name] += 1
 
     def remove(row: dict, origin: str, reasons: list[str], detail: dict) -> None:
-        removed.append({**row, "filter_reason": reasons[0], "filter_reasons": reasons, "filtered_from": origin,
-                        "filter": detail})
+        removed_by_reason[reasons[0]] += 1
+        by_source[row.get("source", "")][reasons[0]] += 1
+        emit("removed", {**row, "filter_reason": reasons[0], "filter_reasons": reasons, "filtered_from": origin,
+                         "filter": detail})
 
-    # ---- SFT examples: every assistant turn judged
-    for batch in _batches(read_jsonl(src / "sft.jsonl"), cfg.batch_size):
-        turns = [exchanges(ex["messages"]) for ex in batch]
-        flat = [(i, j, p, r) for i, ts in enumerate(turns) for j, p, r in ts]
-        scores = judge.score([p for _, _, p, _ in flat], [r for _, _, _, r in flat])
-        per_ex: dict[int, list] = defaultdict(list)
-        for (i, j, p, r), s in zip(flat, scores):
-            per_ex[i].append((j, s, judge.reason(s, p, r)))
-        harmless = [not any(why for _, _, why in per_ex.get(i, [])) for i in range(len(batch))]
-        found = guards(batch, [text_of(ex["messages"]) for ex in batch],
-                       [ts[-1][1] if ts else "" for ts in turns], sft_dups, harmless)
-        for i, ex in enumerate(batch):
-            judged = per_ex.get(i, [])
-            detail = {**found[i], "scores": {str(j): s for j, s, _ in judged}}
-            harm = [(j, why) for j, _, why in judged if why]
-            flagged_turns.update(why for _, why in harm)
-            reasons = [k for k in ("eval_overlap", "duplicate") if k in found[i]]
-            reasons += sorted({why for _, why in harm}, key=REASONS.index)
-            msgs, pii_hits = ex["messages"], Counter()
-            if not reasons and pii_types and cfg.pii_action != "keep":
-                msgs, pii_hits = redact_messages(ex["messages"], pii_types)
-                if pii_hits and cfg.pii_action == "remove":
-                    reasons.append("pii")
-                    detail["pii"] = dict(sorted(pii_hits.items()))
-            if not reasons:
-                pii_found.update(pii_hits)
-                harmful_requests_kept += any(s["prompt"] >= judge.threshold for _, s, _ in judged)
-                kept_sft.append({**ex, "messages": msgs} if pii_hits else ex)
-                continue
-            first_compliance = next((j for j, why in harm if why == "harmful_compliance"), None)
-            if reasons == ["harmful_compliance"] and cfg.convert_compliance and first_compliance is not None:
-                # The guards passed: the compliance becomes the rejected side of a safety pair.
-                prompt_turns, _ = redact_messages(ex["messages"][:first_compliance], pii_types)
-                rejected = ex["messages"][first_compliance]
-                refusal = pick_refusal(cfg.refusals, exchanges(ex["messages"][:first_compliance + 1])[-1][1])
-                pair = {**{k: ex[k] for k in ("id", "source", "locator") if k in ex}, "labels": ex.get("labels") or {},
-                        "prompt": prompt_turns, "chosen": [{"role": "assistant", "content": refusal}],
-                        "rejected": [{"role": "assistant", "content": rejected["content"]}],
-                        "converted_from": "sft", "filter": detail}
-                dup = pair_dups.check([pair["id"]], [text_of(pair["prompt"] + pair["rejected"])])[0]
-                if dup is None:
-                    kept_pairs.append(pair)
-                    converted += 1
+    try:
+        # ---- SFT examples: every assistant turn judged
+        for batch in _batches(read_jsonl(src / "sft.jsonl"), cfg.batch_size):
+            turns = [exchanges(ex["messages"]) for ex in batch]
+            flat = [(i, j, p, r) for i, ts in enumerate(turns) for j, p, r in ts]
+            scores = judge.score([p for _, _, p, _ in flat], [r for _, _, _, r in flat])
+            per_ex: dict[int, list] = defaultdict(list)
+            for (i, j, p, r), s in zip(flat, scores):
+                per_ex[i].append((j, s, judge.reason(s, p, r)))
+            harmless = [not any(why for _, _, why in per_ex.get(i, [])) for i in range(len(batch))]
+            found = guards(batch, [text_of(ex["messages"]) for ex in batch],
+                           [ts[-1][1] if ts else "" for ts in turns], sft_dups, harmless)
+            for i, ex in enumerate(batch):
+                judged = per_ex.get(i, [])
+                detail = {**found[i], "scores": {str(j): s for j, s, _ in judged}}
+                harm = [(j, why) for j, _, why in judged if why]
+                flagged_turns.update(why for _, why in harm)
+                reasons = [k for k in ("eval_overlap", "duplicate") if k in found[i]]
+                reasons += sorted({why for _, why in harm}, key=REASONS.index)
+                msgs, pii_hits = ex["messages"], Counter()
+                if not reasons and pii_types and cfg.pii_action != "keep":
+                    msgs, pii_hits = redact_messages(ex["messages"], pii_types)
+                    if pii_hits and cfg.pii_action == "remove":
+                        reasons.append("pii")
+                        detail["pii"] = dict(sorted(pii_hits.items()))
+                if not reasons:
+                    pii_found.update(pii_hits)
+                    harmful_requests_kept += any(s["prompt"] >= judge.threshold for _, s, _ in judged)
+                    emit("sft", {**ex, "messages": msgs} if pii_hits else ex)
                     continue
-                reasons = ["duplicate", "harmful_compliance"]
-                detail["duplicate"] = {"of": dup[1], "kind": dup[0]}
-            remove(ex, "sft", reasons, detail)
+                first_compliance = next((j for j, why in harm if why == "harmful_compliance"), None)
+                if reasons == ["harmful_compliance"] and cfg.convert_compliance and first_compliance is not None:
+                    # The guards passed: the compliance becomes the rejected side of a safety pair.
+                    prompt_turns, _ = redact_messages(ex["messages"][:first_compliance], pii_types)
+                    rejected = ex["messages"][first_compliance]
+                    refusal = pick_refusal(cfg.refusals, exchanges(ex["messages"][:first_compliance + 1])[-1][1])
+                    pair = {**{k: ex[k] for k in ("id", "source", "locator") if k in ex},
+                            "labels": ex.get("labels") or {},
+                            "prompt": prompt_turns, "chosen": [{"role": "assistant", "content": refusal}],
+                            "rejected": [{"role": "assistant", "content": rejected["content"]}],
+                            "converted_from": "sft", "filter": detail}
+                    dup = pair_dups.check([pair["id"]], [text_of(pair["prompt"] + pair["rejected"])])[0]
+                    if dup is None:
+                        emit("pairs", pair)
+                        converted += 1
+                        continue
+                    reasons = ["duplicate", "harmful_compliance"]
+                    detail["duplicate"] = {"of": dup[1], "kind": dup[0]}
+                remove(ex, "sft", reasons, detail)
 
-    # ---- preference pairs: the chosen reply must be safe; rejected may be anything
-    for batch in _batches(read_jsonl(src / "pairs.jsonl"), cfg.batch_size):
-        prompts = [exchanges(p["prompt"] + [{"role": "assistant", "content": ""}])[-1][1] for p in batch]
-        chosen = [p["chosen"][-1]["content"] for p in batch]
-        scores = judge.score(prompts, chosen)
-        whys = [judge.reason(s, prompt, reply) for s, prompt, reply in zip(scores, prompts, chosen)]
-        found = guards(batch, [text_of(p["prompt"] + p["chosen"] + p["rejected"]) for p in batch], prompts, pair_dups,
-                       [w is None for w in whys])
-        for pair, s, f, prompt, why in zip(batch, scores, found, prompts, whys):
-            reasons = [k for k in ("eval_overlap", "duplicate") if k in f] + ([why] if why else [])
-            detail = {**f, "scores": {"chosen": s}}
-            if not reasons and cfg.pii_action != "keep":
-                turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types)
-                if hits and cfg.pii_action == "remove":
-                    reasons.append("pii")
-                    detail["pii"] = dict(sorted(hits.items()))
-                elif hits:
-                    pii_found.update(hits)
-                    n, c = len(pair["prompt"]), len(pair["chosen"])
-                    pair = {**pair, "prompt": turns[:n], "chosen": turns[n:n + c], "rejected": turns[n + c:]}
-            if reasons:
-                remove(pair, "pairs", reasons, detail)
-            else:
-                kept_pairs.append(pair)
+        # ---- preference pairs: the chosen reply must be safe; rejected may be anything
+        for batch in _batches(read_jsonl(src / "pairs.jsonl"), cfg.batch_size):
+            prompts = [exchanges(p["prompt"] + [{"role": "assistant", "content": ""}])[-1][1] for p in batch]
+            chosen = [p["chosen"][-1]["content"] for p in batch]
+            scores = judge.score(prompts, chosen)
+            whys = [judge.reason(s, prompt, reply) for s, prompt, reply in zip(scores, prompts, chosen)]
+            found = guards(batch, [text_of(p["prompt"] + p["chosen"] + p["rejected"]) for p in batch], prompts,
+                           pair_dups, [w is None for w in whys])
+            for pair, s, f, prompt, why in zip(batch, scores, found, prompts, whys):
+                reasons = [k for k in ("eval_overlap", "duplicate") if k in f] + ([why] if why else [])
+                detail = {**f, "scores": {"chosen": s}}
+                if not reasons and cfg.pii_action != "keep":
+                    turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types)
+                    if hits and cfg.pii_action == "remove":
+                        reasons.append("pii")
+                        detail["pii"] = dict(sorted(hits.items()))
+                    elif hits:
+                        pii_found.update(hits)
+                        n, c = len(pair["prompt"]), len(pair["chosen"])
+                        pair = {**pair, "prompt": turns[:n], "chosen": turns[n:n + c], "rejected": turns[n + c:]}
+                if reasons:
+                    remove(pair, "pairs", reasons, detail)
+                else:
+                    emit("pairs", pair)
 
-    # ---- prompt-only training prompts: decontamination and dedup (harmful ones are the point)
-    prompts_file = src / "prompts.jsonl"
-    for batch in _batches(read_jsonl(prompts_file) if prompts_file.is_file() else [], cfg.batch_size):
-        texts = [text_of(p["prompt"]) for p in batch]
-        found = guards(batch, texts, [exchanges(p["prompt"] + [{"role": "assistant"}])[-1][1] for p in batch],
-                       prompt_dups)
-        for p, f in zip(batch, found):
-            reasons = [k for k in ("eval_overlap", "duplicate") if k in f]
-            if not reasons and cfg.pii_action != "keep":
-                turns, hits = redact_messages(p["prompt"], pii_types)
-                if hits and cfg.pii_action == "remove":
-                    reasons.append("pii")
-                    f["pii"] = dict(sorted(hits.items()))
-                elif hits:
-                    pii_found.update(hits)
-                    p = {**p, "prompt": turns}
-            if reasons:
-                remove(p, "prompts", reasons, f)
-            else:
-                kept_prompts.append(p)
+        # ---- prompt-only training prompts: decontamination and dedup (harmful ones are the point)
+        prompts_file = src / "prompts.jsonl"
+        for batch in _batches(read_jsonl(prompts_file) if prompts_file.is_file() else [], cfg.batch_size):
+            texts = [text_of(p["prompt"]) for p in batch]
+            found = guards(batch, texts, [exchanges(p["prompt"] + [{"role": "assistant"}])[-1][1] for p in batch],
+                           prompt_dups)
+            for p, f in zip(batch, found):
+                reasons = [k for k in ("eval_overlap", "duplicate") if k in f]
+                if not reasons and cfg.pii_action != "keep":
+                    turns, hits = redact_messages(p["prompt"], pii_types)
+                    if hits and cfg.pii_action == "remove":
+                        reasons.append("pii")
+                        f["pii"] = dict(sorted(hits.items()))
+                    elif hits:
+                        pii_found.update(hits)
+                        p = {**p, "prompt": turns}
+                if reasons:
+                    remove(p, "prompts", reasons, f)
+                else:
+                    emit("prompts", p)
 
-    write_jsonl(out / "sft.jsonl", kept_sft)
-    write_jsonl(out / "pairs.jsonl", kept_pairs)
-    write_jsonl(out / "prompts.jsonl", kept_prompts)
-    write_jsonl(out / "removed.jsonl", removed)
-    by_source: dict[str, Counter] = defaultdict(Counter)
-    for r in removed:
-        by_source[r.get("source", "")][r["filter_reason"]] += 1
+    except BaseException:
+        files.__exit__(*sys.exc_info())  # temporary files removed, no output renamed into place
+        raise
+    files.close()
     summary = {
-        "kept_sft": len(kept_sft), "kept_pairs": len(kept_pairs), "kept_prompts": len(kept_prompts),
+        "kept_sft": written["sft"], "kept_pairs": written["pairs"], "kept_prompts": written["prompts"],
         "eval": len(evals), "eval_prompts_guarded": len(index), "converted_to_pairs": converted,
-        "removed": len(removed),
-        "removed_by_reason": dict(sorted(Counter(r["filter_reason"] for r in removed).items())),
+        "removed": written["removed"],
+        "removed_by_reason": dict(sorted(removed_by_reason.items())),
         "removed_by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
         "flagged_turns": dict(sorted(flagged_turns.items())),
         "harmful_requests_kept": harmful_requests_kept,
@@ -334,8 +348,8 @@ def main(argv=None) -> None:
         "lineage": lineage.stamp("filter", [src, Path(args.detector)], cfg, seed),
     }
     write_json(Path(args.report) / "summary.json", summary)
-    n_in = len(kept_sft) + len(kept_pairs) + len(kept_prompts) + len(removed)
+    n_in = sum(written.values())
     took = time.perf_counter() - started
-    print(f"filter: kept {len(kept_sft)} SFT + {len(kept_pairs)} pairs ({converted} converted from harmful "
-          f"compliance) + {len(kept_prompts)} prompts, {len(evals)} eval; removed {summary['removed_by_reason']}; "
+    print(f"filter: kept {written['sft']} SFT + {written['pairs']} pairs ({converted} converted from harmful "
+          f"compliance) + {written['prompts']} prompts, {len(evals)} eval; removed {summary['removed_by_reason']}; "
           f"{n_in} examples in {took:.1f}s ({n_in / max(took, 1e-9):.0f}/s)")
