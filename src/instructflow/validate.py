@@ -86,7 +86,9 @@ RULE_TEXT = {
 def content_key(record: dict) -> bytes:
     """Duplicate key: kind, task and every turn and reply, normalised; non-strings kept apart."""
     def norm(v):
-        return "s:" + normalize_text(v) if isinstance(v, str) else "j:" + json.dumps(v, sort_keys=True, default=str)
+        if isinstance(v, str):
+            return "s:" + normalize_text(v)
+        return "n:" if v is None else "j:" + json.dumps(v, sort_keys=True, default=str)
 
     msgs = record.get("messages") if isinstance(record.get("messages"), list) else []
     labels = record.get("labels") if isinstance(record.get("labels"), dict) else {}
