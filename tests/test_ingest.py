@@ -110,3 +110,37 @@ def test_builtin_corpus_and_user_sources_together(tmp_path, monkeypatch):
     assert all(f.startswith("data/raw/builtin/") for f in summary["sources"]["builtin"]["files"])
     assert records[-1]["labels"] == {"harmful": True, "force_split": "eval", "style": "question"}
     assert (tmp_path / "data/raw/pretrain.txt").stat().st_size > 0
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="../shared/data not present (fresh user clone)")
+def test_every_shared_file_through_ingest_validate_format_is_conserved(tmp_path, monkeypatch):
+    """All public samples as sources of one run: per source, raw = validated rows, and
+    valid = what format wrote; no source trips the quarantine gate."""
+    import shutil
+
+    from test_loaders import SHARED
+
+    from instructflow import format as fmt
+    from instructflow import validate
+
+    shared = ROOT.parent / "shared" / "data"
+    sources = []
+    for name, (rel, form, spec, rows, *_) in sorted(SHARED.items()):
+        dst = tmp_path / "data/sources" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / rel, dst)
+        sources.append({"name": name, "path": f"data/sources/{rel}", "format": form, "license": "see README",
+                        **spec})
+    repo(tmp_path, sources)
+    monkeypatch.chdir(tmp_path)
+    ingest.main([])
+    validate.main(["--no-datadocs"])
+    fmt.main([])
+    ing, val, form = (json.loads((tmp_path / f"reports/{s}/summary.json").read_text())
+                      for s in ("ingest", "validate", "format"))
+    assert ing["by_source"] == {name: v[3] for name, v in SHARED.items()}  # README row counts
+    for name in SHARED:
+        assert val["by_source"][name]["rows"] == ing["by_source"][name], name
+        assert val["by_source"][name]["valid"] == sum(form["by_source"].get(name, {}).values()), name
+    assert val["rows"] == ing["records"] == val["valid"] + val["quarantined"]
+    assert form["labelled"] > 29_000 and form["prompts"] > 5_000 and form["pairs"] > 3_000
