@@ -187,6 +187,7 @@ def test_duplicates_keep_the_first_copy():
     assert valid == [first, other, p1, p3]
     assert [q["id"] for q in quarantine] == [copy["id"], p2["id"]]
     assert all(q["quarantine_rules"] == ["expect_column_values_to_be_null(duplicate_of)"] for q in quarantine)
+    assert quarantine[0]["quarantine_detail"].endswith(f"duplicate of an earlier record ({first['id']})")
     assert validate.find_duplicates([first, copy, p1, p2]) == [None, first["id"], None, p1["id"]]
 
 

@@ -54,6 +54,7 @@ ROWS_RULE = "expect_table_row_count_to_be_between"
 INVALID_RULE = "max_invalid_fraction"
 SOURCE_RULE = "max_quarantine_fraction"
 PARSE_RULE = "expect_column_values_to_be_null(error)"
+DUPLICATE_RULE = "expect_column_values_to_be_null(duplicate_of)"
 # Raw fields the record suite checks by value; the others (messages, labels, chosen, rejected) by type name.
 SCALAR_FIELDS = ("id", "source", "locator", "license", "format", "kind", "error")
 # What each row-level rule means, for the one-line `quarantine_detail`.
@@ -387,7 +388,8 @@ def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | 
                 if not pairs:
                     break
                 chunk = [rec for _, rec in pairs]
-                frame, tframe = build_frames(chunk, [seen.mark(rec) for rec in chunk], tokenizer)
+                marks = [seen.mark(rec) for rec in chunk]
+                frame, tframe = build_frames(chunk, marks, tokenizer)
                 if runner is None:
                     runner = Runner(build_suites(cfg, list(frame.columns)), tmp_docs)
                 n_chunk = offset // cfg.chunk_size
@@ -418,6 +420,7 @@ def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | 
                     rules = sorted({rule for rule, _ in failures[i]})
                     why = "; ".join(f"{where + ': ' if where else ''}{RULE_TEXT.get(rule, rule)}"
                                     + (f" ({rec['error']})" if rule == PARSE_RULE else "")
+                                    + (f" ({marks[i][1]})" if rule == DUPLICATE_RULE else "")
                                     for rule, where in failures[i])
                     detail = f"{rec.get('source')} {rec.get('locator')}: {why}"
                     qfh.write(dumps({**rec, "quarantine_rules": rules, "quarantine_detail": detail}) + "\n")
