@@ -30,8 +30,10 @@ def rate(value, n=120):
 
 
 GOOD = {"base": {"task_em": rate(0.0)},
-        "sft": {"task_em_seen": rate(0.9), "task_em_heldout": rate(0.6), "task_em": rate(0.7)},
-        "safety": {"refusal_heldout": rate(0.95), "over_refusal_heldout": rate(0.05), "task_em": rate(0.68)}}
+        "sft": {"task_em_seen": rate(0.9), "task_em_heldout": rate(0.6), "task_em": rate(0.7),
+                "task_em_heldout_item": rate(0.3), "helpful": rate(0.7)},
+        "safety": {"refusal_heldout": rate(0.95), "over_refusal_heldout": rate(0.05), "task_em": rate(0.68),
+                   "refusal_heldout_item": rate(0.9), "over_refusal_instruction": rate(0.05), "helpful": rate(0.68)}}
 
 
 def schema2(models: dict) -> dict:
@@ -248,16 +250,17 @@ def test_report_renders_every_section_with_numbers(rendered):
     md = (rendered / "report.md").read_text()
     page = (rendered / "report.html").read_text()
     for doc in (md.replace("\\", ""), page):  # report.md backslash-escapes brackets in cells
-        assert "Targets passed: 5/5" in doc and "Data conservation:" in doc
+        assert f"Targets passed: {len(targets())}/{len(targets())}" in doc and "Data conservation:" in doc
         assert "0.9500 [0.8550, 0.9975] n=120" in doc  # safety refusal_heldout with interval and n
         assert "Test CPU" in doc and "cdcdcdcdcdcd" in doc  # machine and code hash in the lineage
         assert "0123abcd" in doc  # dvc.lock md5 beside the number's source
         assert "0.8585" in doc and "0.4596" in doc  # detector precision / recall
         assert "validate/datadocs/index.html" in doc
         assert "heldout_item" in doc and "I cannot assist with that." in doc
-    # data flow, three loss curves, refusal by category (primary judge, the other judge), over-refusal, task by split
-    assert page.count("<svg") == 1 + 3 + 2 + 1 + 1
-    assert md.count("](plots/") == 8 and len(list((rendered / "plots").glob("*.svg"))) == 8
+    # data flow, three loss curves, refusal by category (primary judge, the other judge), over-refusal,
+    # helpfulness / over-refusal per prompt kind, task by split
+    assert page.count("<svg") == 1 + 3 + 2 + 1 + 1 + 1
+    assert md.count("](plots/") == 9 and len(list((rendered / "plots").glob("*.svg"))) == 9
     plain = md.replace("\\", "")  # report.md backslash-escapes Markdown punctuation in cells
     # judges side by side, per category; the per-category keys stay out of the main table
     assert "| weapons | 0.5000 [0.4500, 0.5250] n=40 |" in plain
@@ -309,4 +312,4 @@ def test_missing_inputs_show_as_na(tmp_path):
     report.main(["--params", str(PARAMS), "--reports", str(tmp_path / "reports"), "--lock", str(tmp_path / "none"),
                  "--out", str(tmp_path / "reports")])
     md = (tmp_path / "reports/report.md").read_text()
-    assert "Targets passed: 0/5" in md and "n/a" in md and "dvc.lock: n/a" in md
+    assert f"Targets passed: 0/{len(targets())}" in md and "n/a" in md and "dvc.lock: n/a" in md
