@@ -72,6 +72,9 @@ def main(argv=None) -> None:
         specs += [config.SourceConfig(name=BUILTIN, path=str(paths[role]), format=fmt, license=BUILTIN_LICENSE)
                   for role, fmt in BUILTIN_FORMATS.items() if role in paths]
         pretrain_parts.append(paths["pretrain"].read_text(encoding="utf-8"))
+    else:
+        # A declared output of the stage: present (and empty) when the generator is off.
+        (out / "builtin").mkdir(parents=True, exist_ok=True)
     specs += cfg.sources
 
     # ---- normalise, streaming: records go straight to disk, only counts stay in memory
