@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
-DOWNSTREAM_OF_SFT = {"sft", "safety", "evaluate", "report"}
+DOWNSTREAM_OF_SFT = {"sft", "onpolicy", "safety", "evaluate", "report"}
 
 
 def _merge(base: dict, over: dict) -> dict:
