@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test test-fast lint bench gpu-check clean smollm2 smollm2-data detector-shared
+.PHONY: install browser repro test test-fast lint bench gpu-check clean smollm2 smollm2-data detector-shared
 
 install: $(VENV)/.installed
 
@@ -21,9 +21,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 repro: install
 	dvc repro
 
-test: install
+test: install browser
 	snakemake --lint
 	pytest -q
+
+# Headless Chromium (Debian's package) for the report's browser test; best effort:
+# without it (not root, no apt) that one test skips with its reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "make: chromium not installed; the browser test will skip"
 
 test-fast: install
 	pytest -q -m "not e2e"
