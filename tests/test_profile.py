@@ -35,6 +35,15 @@ def test_apply_merges_key_by_key_and_keeps_comments(params, tmp_path):
     assert first.startswith("#") and params.read_text().splitlines()[0] == first, "comments survive"
 
 
+def test_strings_that_look_like_booleans_stay_strings(params, tmp_path):
+    # DICES labels are the strings "Yes"/"No"; YAML 1.1 (the stages' reader) would make them booleans
+    prof = tmp_path / "p.yaml"
+    prof.write_text('format:\n  system_prompt: "No"\n')
+    profile.main(["apply", str(prof), "--params", str(params)])
+    assert config.read_params(params)["format"]["system_prompt"] == "No"
+    assert '"No"' in params.read_text()
+
+
 def test_bad_profile_changes_nothing_and_names_the_key(params, tmp_path):
     prof = tmp_path / "bad.yaml"
     prof.write_text("onpolicy:\n  max_promts: 12\n")

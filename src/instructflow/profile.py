@@ -44,6 +44,34 @@ def _roundtrip():
     return yaml
 
 
+def _quote_ambiguous(node):
+    """Quote strings that the stages' YAML 1.1 reader would take for something else.
+
+    ruamel writes YAML 1.2, where `Yes`, `No`, `on` or `1e-3` are plain strings;
+    `config.read_params` (PyYAML, 1.1 rules) would read them back as booleans or
+    numbers. A profile value that is a string must stay one."""
+    import yaml
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    def fix(value):
+        if isinstance(value, dict):
+            for k in list(value):
+                value[k] = fix(value[k])
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                value[i] = fix(v)
+        elif isinstance(value, str) and not isinstance(value, DoubleQuotedScalarString):
+            try:
+                reread = yaml.load(value, Loader=config._yaml_loader())
+            except yaml.YAMLError:
+                return value
+            if not isinstance(reread, str):
+                return DoubleQuotedScalarString(value)
+        return value
+
+    return fix(node)
+
+
 def _plain(node):
     """ruamel's commented containers -> plain dicts/lists (for schema validation)."""
     return json.loads(json.dumps(node, default=str))
@@ -73,6 +101,7 @@ def applied(profile_path: str | Path, params_path: str | Path) -> str:
         config.validate_params(_plain(params))
     except config.ParamsError as err:
         raise config.ParamsError(f"{profile_path} applied to {params_path}: {err}") from None
+    _quote_ambiguous(params)
     buf = io.StringIO()
     yaml.dump(params, buf)
     return buf.getvalue()
