@@ -38,10 +38,11 @@ def test_apply_merges_key_by_key_and_keeps_comments(params, tmp_path):
 def test_strings_that_look_like_booleans_stay_strings(params, tmp_path):
     # DICES labels are the strings "Yes"/"No"; YAML 1.1 (the stages' reader) would make them booleans
     prof = tmp_path / "p.yaml"
-    prof.write_text('format:\n  system_prompt: "No"\n')
+    prof.write_text('ingest:\n  sources:\n    - {name: dices, path: data/sources/d.json, format: labelled,\n'
+                    '       license: CC-BY-4.0, positive: ["Yes"], negative: ["No", "off"]}\n')
     profile.main(["apply", str(prof), "--params", str(params)])
-    assert config.read_params(params)["format"]["system_prompt"] == "No"
-    assert '"No"' in params.read_text()
+    source = config.read_params(params)["ingest"]["sources"][0]
+    assert source["positive"] == ["Yes"] and source["negative"] == ["No", "off"]
 
 
 def test_bad_profile_changes_nothing_and_names_the_key(params, tmp_path):
