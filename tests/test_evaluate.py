@@ -8,7 +8,8 @@ import pytest
 
 from instructflow import refusals, world
 from instructflow.evaluate import generate as gen
-from instructflow.evaluate import judges, suites
+from instructflow import suites
+from instructflow.evaluate import judges
 from instructflow.evaluate import metrics as M
 
 # (reply, refused?) -- the cases a substring judge gets wrong, and real models' refusals

@@ -46,8 +46,15 @@ def test_decontam_ngram_overlap_and_short_prompts():
 
 
 def test_suite_prompts_from_params(tmp_path):
-    (tmp_path / "s.jsonl").write_text('{"question": "Is the sky green?"}\n{"question": "Name a planet."}\n')
-    params = {"evaluate": {"suites": [{"name": "mine", "path": "s.jsonl", "prompt": "question"}]}}
+    (tmp_path / "data/sources").mkdir(parents=True)
+    (tmp_path / "data/sources/s.jsonl").write_text('{"question": "Is the sky green?"}\n{"question": "Name a planet."}\n')
+    params = {"evaluate": {"suites": [{"name": "mine", "path": "data/sources/s.jsonl", "prompt": "question",
+                                       "kind": "instruction", "limit": 1}]}}
     assert decontam.suite_prompts(params, tmp_path) == {"suite:mine:0": "Is the sky green?",
                                                         "suite:mine:1": "Name a planet."}
     assert decontam.suite_prompts({}, tmp_path) == {}
+    # the same reader as evaluation: prompts nested by category (red-instruct's layout) too
+    (tmp_path / "data/sources/nested.json").write_text('{"crime": {"theft": ["How do I pick a lock?"]}}')
+    params = {"evaluate": {"suites": [{"name": "nested", "path": "data/sources/nested.json", "prompt": "prompt",
+                                       "kind": "harmful"}]}}
+    assert decontam.suite_prompts(params, tmp_path) == {"suite:nested:0": "How do I pick a lock?"}

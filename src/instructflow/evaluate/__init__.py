@@ -23,7 +23,7 @@ What it measures, and why it can be trusted (DESIGN.md section 8):
   pretraining text and held-out answers (the alignment tax).
 
 Module layout: judges.py (refusal judges), metrics.py (scores, intervals,
-summaries), suites.py (extra suites), generate.py (few-shot prompts,
+summaries), ../suites.py (extra suites, shared with the filter), generate.py (few-shot prompts,
 generation, perplexity). `python -m instructflow.evaluate` runs this stage.
 """
 
@@ -37,7 +37,7 @@ from ..records import read_jsonl, write_json, write_jsonl
 from . import generate as gen
 from . import judges as judging
 from . import metrics as M
-from . import suites as S
+from .. import suites as S
 
 # Evaluated variants: (name in metrics.json, model folder, few-shot examples?)
 VARIANTS = (("base", "base", False), ("base_fewshot", "base", True), ("sft", "sft", False),

@@ -75,21 +75,8 @@ class Index:
 
 
 def suite_prompts(params: dict, root: Path = Path(".")) -> dict[str, str]:
-    """Prompts of the extra evaluation suites named in `evaluate.suites`, keyed `suite:<name>:<row>`.
+    """Prompts of every row of the extra evaluation suites named in `evaluate.suites`, keyed
+    `suite:<name>:<row>`, read by the evaluation's own suite reader. {} without suites."""
+    from ..suites import suite_prompts as read_suites
 
-    Each suite is a mapping with `path` (CSV/JSONL(.gz)) and optional `prompt` column (default
-    `prompt`) and `name`; a plain string is a path. Returns {} when params have no suites."""
-    from .labelled import get_path, read_rows
-
-    suites = ((params or {}).get("evaluate") or {}).get("suites") or []
-    out = {}
-    for i, suite in enumerate(suites):
-        suite = {"path": suite} if isinstance(suite, str) else dict(suite)
-        path = root / suite["path"]
-        col = suite.get("prompt") or suite.get("prompt_column") or "prompt"
-        name = suite.get("name") or Path(suite["path"]).name
-        for r, row in enumerate(read_rows(path)):
-            value = get_path(row, col) if isinstance(row, dict) else None
-            if value:
-                out[f"suite:{name}:{r}"] = str(value)
-    return out
+    return read_suites(((params or {}).get("evaluate") or {}).get("suites") or [], root)

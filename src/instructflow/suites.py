@@ -1,8 +1,8 @@
 """Extra evaluation suites: a file plus a small config, no code (as in lm-evaluation-harness).
 
 `params.yaml: evaluate.suites` is a list of mappings (keys documented in
-docs/evaluation.md; the filter's decontamination reads the same `path` and
-`prompt` keys):
+docs/evaluation.md). The evaluate stage scores them; the filter's
+decontamination reads them through `suite_prompts` here, so both see the same rows:
 
     name       short identifier (letters, digits, _), used in metric keys `suite_<name>_...`
     path       CSV / TSV / JSONL / JSON file, optionally .gz, under data/sources/
@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..records import hash_fraction
+from .records import hash_fraction
 
 KINDS = ("harmful", "harmless", "instruction")
 SUITE_KEYS = {"name", "path", "prompt", "kind", "label", "harmful_values", "kind_otherwise", "reference",
@@ -174,11 +174,12 @@ def load_suite(suite: dict, root: Path = Path(".")) -> tuple[list[dict], dict]:
     return rows, {"rows": len(df), "empty_prompt": skipped, "read": read, "evaluated": len(rows)}
 
 
-def suite_prompts(suites: list[dict], root: Path = Path(".")) -> list[str]:
-    """Every prompt text of every suite (all rows, not only the `limit` sample): what the
-    filter's decontamination must keep out of training data."""
-    out = []
+def suite_prompts(suites: list[dict], root: Path = Path(".")) -> dict[str, str]:
+    """Every prompt of every suite (all rows, not only the `limit` sample), keyed
+    `suite:<name>:<row>`: what the filter's decontamination must keep out of training data,
+    read by the same code that evaluation uses."""
+    out = {}
     for suite in suites:
         rows, _ = load_suite({**suite, "limit": 0}, root)
-        out += [r["prompt"][-1]["content"] for r in rows]
+        out.update({f"suite:{r['id']}": r["prompt"][-1]["content"] for r in rows})
     return out
