@@ -287,12 +287,15 @@ def live_callback(live_dir: Path):
     from transformers import TrainerCallback
 
     class LiveCurves(TrainerCallback):
+        # Only the main process writes the curves: with several processes (torchrun,
+        # accelerate) every rank would otherwise clear and rewrite the same dvclive
+        # files, and one rank could read a file another is truncating.
         def __init__(self):
-            self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+            self.live = None
 
         def _log(self, logs: dict, step: int) -> None:
             values = {k: logs[k] for k in CURVE_KEYS if k in logs}
-            if not values:
+            if self.live is None or not values:
                 return
             self.live.step = step
             for key, value in values.items():
@@ -300,6 +303,9 @@ def live_callback(live_dir: Path):
             self.live.next_step()
 
         def on_train_begin(self, args, state, control, **kw):
+            if not state.is_world_process_zero:
+                return
+            self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
             for logs in state.log_history:
                 self._log(logs, logs.get("step", 0))
 
@@ -307,7 +313,8 @@ def live_callback(live_dir: Path):
             self._log(logs or {}, state.global_step)
 
         def on_train_end(self, args, state, control, **kw):
-            self.live.end()
+            if self.live is not None:
+                self.live.end()
 
     return LiveCurves()
 
