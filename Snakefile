@@ -190,6 +190,8 @@ rule sft:
 
 rule onpolicy:
     input:
+        # An adapter-trained SFT model (LoRA, prompt tuning) is stored against models/base.
+        "models/base",
         "models/sft",
         "data/filtered/prompts.jsonl",
         "data/filtered/sft.jsonl",
@@ -214,6 +216,8 @@ rule onpolicy:
 
 rule safety:
     input:
+        # An adapter-trained SFT model (LoRA, prompt tuning) is stored against models/base.
+        "models/base",
         "models/sft",
         "data/filtered/pairs.jsonl",
         "data/onpolicy/pairs.jsonl",

@@ -136,3 +136,53 @@ def test_unstamped_path_is_a_clear_error(tree):
     (tree / "plain.json").write_text("{}")
     with pytest.raises(SystemExit, match="plain.json: no lineage stamp"):
         audit.chain(tree, Path("plain.json"))
+
+
+# --------------------------------------------------------------------------- adapter chains (real sft/safety runs)
+ADAPTER_DVC = {"stages": {
+    "base": {"cmd": "x", "deps": ["data/sources/models"], "params": ["seed", "model"], "outs": ["models/base"]},
+    "sft": {"cmd": "x", "deps": ["models/base", "data/sft.jsonl"], "params": ["seed", "sft"], "outs": ["models/sft"]},
+    "safety": {"cmd": "x", "deps": ["models/base", "models/sft", "data/pairs.jsonl"], "params": ["seed", "safety"],
+               "outs": ["models/safety"]},
+}}
+
+
+def test_audit_follows_an_adapter_chain_to_the_base(tmp_path, monkeypatch, capsys):
+    """models/safety (LoRA) on models/sft (LoRA) on models/base: the audit goes through both
+    adapters to the base, and says so when the base weights under them change."""
+    from safetensors.torch import load_file, save_file
+    from test_base import PAIRS, write_jsonl, write_model, write_params
+    from test_sft import SFT_DATA
+
+    from instructflow import safety, sft
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(ADAPTER_DVC))
+    write_model(tmp_path / "models/base")
+    write_json(tmp_path / "models/base/lineage.json", lineage.stamp("base", [], {}, 0))
+    write_jsonl(tmp_path / "data/sft.jsonl", SFT_DATA)
+    write_jsonl(tmp_path / "data/pairs.jsonl", PAIRS * 4)
+    recipe = {"epochs": 1.0, "batch_size": 4, "learning_rate": 1e-2, "threads": 1, "validation_fraction": 0.0,
+              "max_length": 128, "lora_r": 4, "save_steps": 100}
+    write_params(tmp_path / "params.yaml", sft={**recipe, "method": "lora"},
+                 safety={**recipe, "lora": True, "method": "refusal_sft"})
+    sft.main(["--base", "models/base", "--data", "data/sft.jsonl", "--checkpoints", "ckpt/sft"])
+    safety.main(["--data", "data/pairs.jsonl", "--onpolicy", "none.jsonl", "--checkpoints", "ckpt/safety"])
+
+    result = audit.chain(tmp_path, Path("models/safety"))
+    assert [n["stage"] for n in result["stages"]] == ["safety", "sft", "base"]
+    top = result["stages"][0]
+    assert top["adapter"]["base"] == "models/sft" and top["adapter"]["status"] == "ok"
+    assert [c["path"] for c in top["adapter"]["chain"]] == ["models/base", "models/sft"]
+    assert {i["produced_by"] for i in top["inputs"]} >= {"base", "sft"}  # safety loaded models/base too
+    assert result["stages"][1]["adapter"]["base"] == "models/base" and result["mismatches"] == []
+    assert audit.main(["models/safety"]) == 0
+    assert "lora adapter on models/sft" in capsys.readouterr().out
+
+    weights = load_file(tmp_path / "models/base/model.safetensors")  # new weights under both adapters
+    save_file({k: v * 1.01 for k, v in weights.items()}, tmp_path / "models/base/model.safetensors",
+              metadata={"format": "pt"})
+    result = audit.chain(tmp_path, Path("models/safety"))
+    assert "models/base (adapter base MISMATCH)" in result["mismatches"]
+    assert "models/base/model.safetensors (MISMATCH)" in result["mismatches"]
+    assert audit.main(["models/safety", "--strict"]) == 1

@@ -100,3 +100,25 @@ def test_folder_without_chat_template_is_a_clear_error(folder, tmp_path):
         chat.load(bad)
     with pytest.raises(SystemExit, match="not a model folder"):
         chat.load(tmp_path)
+
+
+def test_chat_with_an_adapter_folder(tmp_path, capsys):
+    """A LoRA stage's output (adapter + pointer, no config.json) chats: base + adapter, merged in memory."""
+    import shutil
+
+    from test_sft import run_sft
+
+    from instructflow import training
+
+    _, out, _ = run_sft(tmp_path, "lora")
+    capsys.readouterr()  # the training log
+    assert not (out / "config.json").exists()
+    model, tok = chat.load(out)
+    assert not hasattr(model, "peft_config") and tok.chat_template
+    assert chat.main([str(out), "--prompt", "Say cat two times.", "--max-new-tokens", "6"]) == 0
+    printed = capsys.readouterr().out.strip()
+    merged, _ = training.load_model(out)
+    assert printed == chat.reply(merged, tok, [{"role": "user", "content": "Say cat two times."}], 6)
+    shutil.rmtree(tmp_path / "base")
+    with pytest.raises(SystemExit, match="not in its workspace"):
+        chat.load(out)

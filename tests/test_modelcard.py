@@ -40,3 +40,27 @@ def test_cli_writes_a_publishing_card_with_evaluation(tmp_path):
     (tmp_path / "ev.json").write_text(json.dumps(EVAL))
     modelcard.main([str(tmp_path / "m"), "--evaluation", str(tmp_path / "ev.json"), "--out", str(tmp_path / "c.md")])
     assert "| refusal | 0.9000 | [0.8000, 0.9500] | 120 |" in (tmp_path / "c.md").read_text()
+
+
+POINTER = {"format": 1, "method": "lora", "base": "models/sft", "base_sha256": "12" * 32, "base_files": {},
+           "chain": [{"path": "models/base", "sha256": "34" * 32, "method": "full"},
+                     {"path": "models/sft", "sha256": "12" * 32, "method": "lora"}]}
+
+
+def test_adapter_card_names_its_base_chain_and_how_to_load_it(tmp_path):
+    import json
+
+    modelcard.write(tmp_path, STAMP, "A test adapter.", "models/sft", {"steps": 3}, adapter=POINTER)
+    text = (tmp_path / "README.md").read_text()
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+    assert "PEFT lora adapter, not full weights" in text and "12" * 32 in text
+    assert "1. `models/base` (full), sha256 `" + "34" * 32 in text and "2. `models/sft` (lora)" in text
+    assert 'training.load_model("<this folder>")' in text and "and merges" in text
+    assert "AutoModelForCausalLM.from_pretrained(\"<this folder>\")" not in text  # that would fail: no weights here
+    # the CLI finds the pointer beside lineage.json
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "lineage.json").write_text(json.dumps({**STAMP, "metrics": {}, "base": "models/sft"}))
+    (tmp_path / "m" / "adapter_base.json").write_text(json.dumps(POINTER))
+    modelcard.main([str(tmp_path / "m"), "--evaluation", str(tmp_path / "none.json"), "--out", str(tmp_path / "c.md")])
+    assert "PEFT lora adapter" in (tmp_path / "c.md").read_text()

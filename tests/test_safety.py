@@ -33,13 +33,15 @@ def test_every_method_runs(tmp_path, method, lora):
     out, metrics = run_safety(tmp_path, sft_folder, method=method, lora=lora)
     assert metrics["method"] == method and metrics["lora"] is lora and metrics["steps"] > 0
     assert metrics["pairs_by_file"][str(tmp_path / "missing.jsonl")] == 0  # a missing on-policy file is none
-    assert (out / "adapter" / "adapter_config.json").is_file() is lora
-    before, after = load_file(sft_folder / "model.safetensors"), load_file(out / "model.safetensors")
+    assert (out / "adapter_config.json").is_file() is lora  # LoRA: the adapter, no full copy
+    assert (out / "model.safetensors").is_file() is not lora
+    before = load_file(sft_folder / "model.safetensors")
+    model, _ = training.load_model(out)  # a plain model either way (LoRA merged in memory)
+    assert not hasattr(model, "peft_config")
+    after = model.state_dict()
     assert any(not (before[k] == after[k]).all() for k in before)
     if method == "dpo":
         assert "final_reward_accuracy" in metrics
-    model, _ = training.load_model_folder(out)  # a plain folder either way
-    assert not hasattr(model, "peft_config")
 
 
 def test_lora_dpo_uses_the_adapter_disabled_model_as_reference(tmp_path, monkeypatch):
@@ -78,14 +80,50 @@ def test_safety_on_a_prompt_tuned_sft_model_trains_the_prompt(tmp_path):
 
     base_folder, sft_folder, _ = run_sft(tmp_path / "s", "prompt_tuning")
     out, metrics = run_safety(tmp_path, sft_folder, method="dpo")
-    assert (out / "adapter" / "adapter_config.json").is_file()
-    before, after = load_file(sft_folder / "model.safetensors"), load_file(out / "model.safetensors")
-    assert all(torch.equal(before[k], after[k]) for k in before)  # only the soft prompt trained
-    p_sft = load_file(sft_folder / "adapter" / "adapter_model.safetensors")
-    p_safety = load_file(out / "adapter" / "adapter_model.safetensors")
+    pointer = json.loads((out / "adapter_base.json").read_text())
+    # the prompt applies to the base weights the SFT prompt was trained on, not to the SFT folder (no weights there)
+    assert pointer["method"] == "prompt_tuning" and pointer["base"] == base_folder.as_posix()
+    model, _ = training.load_model(out)
+    before, inner = load_file(base_folder / "model.safetensors"), model.get_base_model().state_dict()
+    assert all(torch.equal(before[k], inner[k]) for k in before)  # only the soft prompt trained
+    p_sft = load_file(sft_folder / "adapter_model.safetensors")
+    p_safety = load_file(out / "adapter_model.safetensors")
     assert p_sft.keys() == p_safety.keys() and not all(torch.equal(p_sft[k], p_safety[k]) for k in p_sft)
     with pytest.raises(ValueError, match="prompt-tuned"):
         run_safety(tmp_path / "x", sft_folder, method="dpo", lora=True)
+
+
+@pytest.mark.parametrize("method", ["dpo", "refusal_sft"])
+def test_chained_lora_safety_on_an_sft_lora(tmp_path, method):
+    """Safety LoRA on top of an SFT LoRA: the SFT adapter is merged in memory, a new adapter
+    trains on that; the output names its chain (base -> sft) and loads as base + both."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from test_sft import folder_bytes, run_sft
+
+    base_folder, sft_folder, _ = run_sft(tmp_path / "s", "lora")
+    out, metrics = run_safety(tmp_path, sft_folder, method=method, lora=True)
+    assert not (out / "model.safetensors").exists() and folder_bytes(out) < 0.6 * folder_bytes(base_folder)
+    pointer = json.loads((out / "adapter_base.json").read_text())
+    assert pointer["base"] == sft_folder.as_posix() and pointer["base_sha256"] == training.folder_digest(sft_folder)
+    assert [(c["path"], c["method"]) for c in pointer["chain"]] == [(base_folder.as_posix(), "full"),
+                                                                    (sft_folder.as_posix(), "lora")]
+    assert training.base_folders(out) == [base_folder, sft_folder]
+    stamp = json.loads((out / "lineage.json").read_text())
+    assert any(k.startswith(base_folder.as_posix() + "/") for k in stamp["inputs"])  # base hashed as an input
+    # by hand: base, + SFT adapter merged, + safety adapter merged
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11]])
+    m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_folder), sft_folder).merge_and_unload()
+    m = PeftModel.from_pretrained(m, out).merge_and_unload().eval()
+    sft_only, _ = training.load_model(sft_folder)
+    loaded, _ = training.load_model(out)
+    with torch.no_grad():
+        want, got = m(input_ids=ids).logits, loaded.eval()(input_ids=ids).logits
+        sft_logits = sft_only.eval()(input_ids=ids).logits
+    assert (want - got).abs().max() <= 1e-5
+    assert (got - sft_logits).abs().max() > 1e-4  # the safety adapter did something on top of the SFT one
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Stage sft: assistant-only loss masks for any template, every method, every batching."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -115,32 +116,105 @@ def test_full_sft_every_batching(tmp_path, batching):
     training.load_model_folder(out)
 
 
-def test_lora_keeps_the_adapter_beside_the_merged_folder(tmp_path):
+def folder_bytes(folder) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_lora_stores_the_adapter_and_a_pointer_to_its_base(tmp_path):
+    """No full copy of the weights per stage: the adapter, the tokenizer and a pointer
+    (path + sha256) to the base; loading merges it in memory."""
     from safetensors.torch import load_file
 
     base, out, metrics = run_sft(tmp_path, "lora")
-    assert (out / "adapter" / "adapter_config.json").is_file()
-    assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    merged, before = load_file(out / "model.safetensors"), load_file(base / "model.safetensors")
-    assert any(not (merged[k] == before[k]).all() for k in before if "proj" in k)
-    assert metrics["trainable_parameters"] < sum(v.numel() for v in before.values())
+    assert not list(out.glob("model*.safetensors")) and not (out / "config.json").exists()
+    assert {"adapter_model.safetensors", "adapter_config.json", "adapter_base.json", "lineage.json", "README.md",
+            "tokenizer.json", "tokenizer_config.json"} <= {f.name for f in out.iterdir()}
+    adapter, weights = load_file(out / "adapter_model.safetensors"), load_file(base / "model.safetensors")
+    assert all("lora_" in k for k in adapter)  # only LoRA matrices: no embedding or head copied in
+    # a fraction of the base even for this 2-layer toy (rank 4 on hidden 32); ~1 % on SmolLM2 (README)
+    assert (out / "adapter_model.safetensors").stat().st_size < 0.3 * (base / "model.safetensors").stat().st_size
+    assert folder_bytes(out) < 0.6 * folder_bytes(base)
+    pointer = json.loads((out / "adapter_base.json").read_text())
+    assert pointer["method"] == "lora" and pointer["base"] == base.as_posix()
+    assert pointer["base_sha256"] == training.folder_digest(base)
+    assert pointer["chain"] == [{"path": base.as_posix(), "sha256": pointer["base_sha256"], "method": "full"}]
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == base.as_posix()
+    assert json.loads((out / "lineage.json").read_text())["adapter"]["base_sha256"] == pointer["base_sha256"]
+    assert "adapter" in (out / "README.md").read_text()
+    merged, _ = training.load_model(out)
+    assert not hasattr(merged, "peft_config")  # a plain model for every consumer
+    after = merged.state_dict()
+    assert any(not (after[k] == weights[k]).all() for k in weights if "proj" in k)
+    assert metrics["trainable_parameters"] < sum(v.numel() for v in weights.values())
+
+
+def test_base_plus_adapter_gives_the_logits_of_the_old_merged_folder(tmp_path):
+    """What the stage used to save (merge_and_unload, save_pretrained) and what load_model
+    builds in memory are the same model; so is the unmerged PEFT model."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, out, _ = run_sft(tmp_path, "lora")
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out).eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11]])
+    with torch.no_grad():
+        unmerged = peft(input_ids=ids).logits
+        peft.merge_and_unload().save_pretrained(tmp_path / "old_merged", safe_serialization=True)
+        old = AutoModelForCausalLM.from_pretrained(tmp_path / "old_merged").eval()(input_ids=ids).logits
+        new = training.load_model(out)[0].eval()(input_ids=ids).logits
+    assert (new - old).abs().max() <= 1e-5 and (new - unmerged).abs().max() <= 1e-5
+    assert (new - AutoModelForCausalLM.from_pretrained(base)(input_ids=ids).logits).abs().max() > 1e-3  # trained
+
+
+def test_an_adapter_refuses_a_changed_or_missing_base(tmp_path):
+    import shutil
+
+    base, out, _ = run_sft(tmp_path, "lora")
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out, moved / "sft")
+    training.load_model(moved / "sft")  # an absolute base path loads from anywhere
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(base / "model.safetensors")
+    save_file({k: v + 0.01 if "q_proj" in k else v for k, v in weights.items()}, base / "model.safetensors",
+              metadata={"format": "pt"})  # other weights at the same path: the adapter would mean nothing
+    with pytest.raises(ValueError, match="now hashes to"):
+        training.load_model(out)
+    shutil.rmtree(base)
+    with pytest.raises(OSError):
+        training.load_model(out)
+
+
+def test_a_relative_base_is_found_in_the_adapters_workspace(tmp_path, monkeypatch):
+    """The pointer holds the workspace path (models/base); the folder loads from any working directory."""
+    ws = tmp_path / "ws"
+    write_model(ws / "models/base")
+    monkeypatch.chdir(ws)
+    run_sft(ws, "lora", base=Path("models/base"))
+    assert json.loads((ws / "models/sft/adapter_base.json").read_text())["base"] == "models/base"
+    assert training.base_folders(Path("models/sft")) == [Path("models/base")]
+    monkeypatch.chdir(tmp_path)
+    model, tok = training.load_model(ws / "models/sft")
+    assert tok.chat_template and not hasattr(model, "peft_config")
 
 
 def test_prompt_tuning_trains_only_the_soft_prompt(tmp_path):
-    import torch
     from peft import PeftModel
     from safetensors.torch import load_file
 
     base, out, metrics = run_sft(tmp_path, "prompt_tuning", batching="padding_free")
     assert metrics["batching"] == "grouped"  # prompt tuning cannot use position ids
     assert metrics["trainable_parameters"] == 4 * 32  # prompt_tokens x hidden_size
-    before, after = load_file(base / "model.safetensors"), load_file(out / "model.safetensors")
-    assert before.keys() == after.keys()
-    for k in before:
-        assert torch.equal(before[k], after[k]), f"{k} changed"
-    # loading applies the prompt
-    model, _ = training.load_model_folder(out)
-    assert isinstance(model, PeftModel) and load_file(out / "adapter" / "adapter_model.safetensors")
+    assert not list(out.glob("model*.safetensors"))  # the base weights are not copied
+    assert list(load_file(out / "adapter_model.safetensors")) == ["prompt_embeddings"]
+    assert json.loads((out / "adapter_base.json").read_text())["method"] == "prompt_tuning"
+    # loading applies the prompt to the base weights, unchanged
+    model, _ = training.load_model(out)
+    assert isinstance(model, PeftModel)
+    before = load_file(base / "model.safetensors")
+    inner = model.get_base_model().state_dict()
+    assert all((inner[k] == before[k]).all() for k in before)
 
 
 def test_prompt_tuning_moves_the_prompt_and_nothing_else(tmp_path):
@@ -237,10 +311,9 @@ def test_lora_reports_the_tokens_base_added(tmp_path, monkeypatch):
     origin = json.loads((tmp_path / "models/base/lineage.json").read_text())["origin"]
     assert {"<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"} <= set(origin["added_tokens"])
     _, out, metrics = run_sft(tmp_path, "lora", base=tmp_path / "models/base")
-    _, tok = training.load_model_folder(out)
+    merged, tok = training.load_model(out)
     new = training.new_token_ids(out, tok)  # the origin travels into every later lineage
     assert new == sorted(tok.convert_tokens_to_ids(origin["added_tokens"]))
     assert metrics["added_tokens_not_trained"] == len(new) == len(origin["added_tokens"])
     before = load_file(tmp_path / "models/base/model.safetensors")["model.embed_tokens.weight"]
-    after = load_file(out / "model.safetensors")["model.embed_tokens.weight"]
-    assert (before == after).all()
+    assert (before == merged.state_dict()["model.embed_tokens.weight"]).all()

@@ -159,7 +159,10 @@ def assert_kill_resume_matches(stage: str, argv: list[str], clean_dir, killed_di
     resumed = run_stage(stage, argv, killed_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming the killed run" in resumed.stdout + resumed.stderr
-    a, b = load_file(clean_dir / out / "model.safetensors"), load_file(killed_dir / out / "model.safetensors")
+    # the weights, or the adapter where the stage stores one (LoRA)
+    name = "adapter_model.safetensors" if (clean_dir / out / "adapter_model.safetensors").is_file() \
+        else "model.safetensors"
+    a, b = load_file(clean_dir / out / name), load_file(killed_dir / out / name)
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] - b[k]).abs().max() <= 1e-6, k

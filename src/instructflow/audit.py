@@ -8,6 +8,9 @@ way: the params it used (and which differ from params.yaml now), the seed, the
 machine, the code by sha256 per file, and every input hash, each checked against
 the workspace: `ok`, `MISMATCH` (the file changed since the artifact was made) or
 `missing`. The raw end of the chain lists the sources with their licenses.
+An adapter folder (LoRA or prompt tuning: `adapter_base.json` instead of
+weights) is followed to the folder it applies to, whose hash is checked too:
+an adapter on changed base weights is a different model.
 
 The git commit is informational only (stamps name code by content): the audit
 prints the workspace's commit, and whether the stamped code files still match it.
@@ -23,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import config, lineage
+from . import config, lineage, training
 
 OK, MISMATCH, MISSING = "ok", "MISMATCH", "missing"
 
@@ -164,6 +167,11 @@ def chain(root: Path, start: Path) -> dict:
         node["describes_artifact"] = not stale
         if stamp.get("stage") == "ingest":
             node["sources"] = _ingest_sources(path)
+        if path.name == "lineage.json" and (adapter := adapter_node(root, path.parent)) is not None:
+            node["adapter"] = adapter
+            base_stamp = Path(adapter["resolved"]) / "lineage.json"
+            if (bs := read_stamp(base_stamp)) is not None:  # followed even where no dvc.yaml stage names it
+                todo.append((base_stamp, bs, stale or adapter["status"] != OK))
         seen[key] = node
         for inp in node["inputs"]:
             if inp["produced_by"]:
@@ -174,11 +182,28 @@ def chain(root: Path, start: Path) -> dict:
     nodes = list(seen.values())
     raw = [dict(i, stage=n["stage"]) for n in nodes for i in n["inputs"] if not i["produced_by"]]
     mismatches = sorted({f"{x['path']} ({x['status']})" for n in nodes
-                         for x in [*n["inputs"], *n["code"]["files"]] if x["status"] != OK})
+                         for x in [*n["inputs"], *n["code"]["files"]] if x["status"] != OK}
+                        | {f"{n['adapter']['base']} (adapter base {n['adapter']['status']})" for n in nodes
+                           if n.get("adapter") and n["adapter"]["status"] != OK})
     changed = sorted({f"{n['params_section']}.{c['key']}" for n in nodes for c in n["params_changed"]})
     return {"artifact": _rel(start, root), "stages": nodes, "raw_files": raw,
             "sources": next((n["sources"] for n in nodes if n.get("sources")), None),
             "mismatches": mismatches, "params_changed": changed, "workspace": lineage.git_state()}
+
+
+def adapter_node(root: Path, folder: Path) -> dict | None:
+    """An adapter folder's pointer, checked: does the base it names still hash to what it was trained on?"""
+    pointer = training.read_pointer(folder)
+    if pointer is None:
+        return None
+    base = Path(pointer["base"])
+    where = base if base.is_absolute() else root / base
+    if not where.is_dir():
+        status = MISSING
+    else:
+        status = OK if training.folder_digest(where) == pointer["base_sha256"] else MISMATCH
+    return {"method": pointer["method"], "base": pointer["base"], "base_sha256": pointer["base_sha256"],
+            "status": status, "resolved": where.as_posix(), "chain": pointer.get("chain") or []}
 
 
 def _ingest_sources(path: Path) -> dict | None:
@@ -219,6 +244,10 @@ def render(result: dict) -> str:
         lines.append(f"  params ({n['params_section'] or 'n/a'}): {params if len(params) < 400 else params[:400] + '…'}")
         for c in n["params_changed"]:
             lines.append(f"    changed in params.yaml since: {c['key']}: {c['stamped']!r} -> {c['now']!r}")
+        if a := n.get("adapter"):
+            links = " -> ".join(f"{c['path']} ({c['method']})" for c in a["chain"])
+            lines.append(f"  {a['method']} adapter on {a['base']}  sha256 {_short(a['base_sha256'])}  {a['status']}"
+                         f"  (loads {links} -> this adapter)")
         for i in n["inputs"]:
             origin = f"from stage {i['produced_by']}" if i["produced_by"] else "raw"
             lines.append(f"  input {i['path']}  sha256 {_short(i['sha256'])}  {i['status']}  ({origin})")

@@ -4,7 +4,9 @@
     instructflow-chat models/sft --prompt "Opposite of hot?"   # one shot, for scripts
 
 Any Hugging Face model folder with a tokenizer chat template works (the
-pipeline's models/base, models/sft, models/safety, or a local SmolLM2 folder).
+pipeline's models/base, models/sft, models/safety, or a local SmolLM2 folder),
+and so does an adapter folder a LoRA or prompt-tuning stage wrote: the base it
+names is loaded and the adapter applied (`training.load_model`).
 Loading is safe: safetensors only, never remote code. Decoding is greedy unless
 `--temperature` is above 0, so a one-shot answer is reproducible. Tokens are
 printed as they are generated (transformers' TextIteratorStreamer).
@@ -20,16 +22,21 @@ from threading import Thread
 
 def load(path: str | Path):
     """(model, tokenizer) from a local folder; a clear error when it cannot chat."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from . import training
 
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise SystemExit(f"instructflow-chat: {path}: not a model folder (no config.json)")
+    if not (path / "config.json").is_file() and not training.is_adapter_folder(path):
+        raise SystemExit(f"instructflow-chat: {path}: not a model folder (no config.json, no {training.POINTER})")
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if not tokenizer.chat_template:
         raise SystemExit(f"instructflow-chat: {path}: the tokenizer has no chat template; "
                          "this command needs an instruction-tuned (chat) model folder")
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True)
+    try:
+        model, tokenizer = training.load_model(path, "float32", "cpu")
+    except (FileNotFoundError, ValueError) as err:  # an adapter whose base is gone or changed
+        raise SystemExit(f"instructflow-chat: {err}") from None
     model.eval()
     return model, tokenizer
 

@@ -269,8 +269,9 @@ class ModelConfig(RecipeConfig):
 # --------------------------------------------------------------------------- sft
 @dataclass
 class SFTConfig(RecipeConfig):
-    method: str = _f("full", "full (all weights), lora (PEFT adapters: adapter kept in models/sft/adapter, merged "
-                             "folder beside it) or prompt_tuning (only soft-prompt embeddings train).",
+    method: str = _f("full", "full (all weights), lora (PEFT adapters: models/sft holds the adapter and a pointer "
+                             "to models/base, merged in memory when loaded) or prompt_tuning (only soft-prompt "
+                             "embeddings train; stored the same way).",
                      enum=["full", "lora", "prompt_tuning"])
     learning_rate: float = _f(2e-3, "Peak learning rate.", **POSITIVE)
     epochs: float = _f(6.0, "Upper bound on passes over the training split; early stopping may end sooner.", **POSITIVE)
@@ -314,7 +315,8 @@ class SafetyConfig(RecipeConfig):
     method: str = _f("dpo", "dpo (preference pairs, SFT model as reference, plus an SFT term) or refusal_sft "
                             "(SFT on chosen replies).", enum=["dpo", "refusal_sft"])
     lora: bool = _f(False, "Train LoRA adapters instead of all weights; for DPO the reference is then the "
-                           "adapter-disabled model (no second copy).")
+                           "adapter-disabled model (no second copy). models/safety then holds the adapter and a "
+                           "pointer to models/sft.")
     lora_r: int = _f(16, "LoRA rank when lora is true.", **POSITIVE)
     beta: float = _f(0.1, "DPO temperature: how far the policy may move from the reference.", **POSITIVE)
     sft_weight: float = _f(1.0, "Weight of the SFT (NLL) term on chosen replies added to the DPO loss.", **NON_NEGATIVE)

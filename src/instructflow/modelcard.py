@@ -30,7 +30,15 @@ TEMPLATE = """---
 - Code: sha256 `{{ code_sha }}` over the files the stage runs (below); the git commit is not stamped, see `git log`
 - Base: {{ base }}
 - Machine: {{ machine }}
+{% if adapter %}
+## Adapter
 
+This folder holds a PEFT {{ adapter.method }} adapter, not full weights. It applies to
+`{{ adapter.base }}` (folder sha256 `{{ adapter.base_sha256 }}`, its files listed in
+`adapter_base.json`), loaded from the full weights up through:
+{% for link in adapter.chain %}
+{{ loop.index }}. `{{ link.path }}` ({{ link.method }}), sha256 `{{ link.sha256 }}`{% endfor %}
+{% endif %}
 ### Inputs (sha256)
 
 {% for path, sha in inputs.items() %}- `{{ path }}`: `{{ sha }}`
@@ -65,8 +73,11 @@ Rates with 95% Wilson intervals and the number of prompts behind them, from `{{ 
 
 The same facts, machine-readable, are in `lineage.json` next to this card;
 `instructflow-audit <this folder>` checks them against a workspace.
-Load it with `AutoModelForCausalLM.from_pretrained("<this folder>")`; no remote code is needed.
-"""
+{% if adapter %}Load it with `instructflow.training.load_model("<this folder>")` (loads the base above, applies
+{% if adapter.method == "lora" %}and merges {% endif %}the adapter, and checks the base's hash), or with PEFT:
+`PeftModel.from_pretrained(<the base model, loaded the same way>, "<this folder>")`; no remote code is needed.
+{% else %}Load it with `AutoModelForCausalLM.from_pretrained("<this folder>")`; no remote code is needed.
+{% endif %}"""
 
 
 def _fmt(v) -> str:
@@ -108,8 +119,11 @@ def evaluation_rows(evaluation: dict | None, model: str) -> list[dict]:
 
 
 def build(stamp: dict, summary: str, base: str, metrics: dict, evaluation: dict | None = None,
-          evaluation_source: str = "reports/evaluate/metrics.json"):
-    """A huggingface_hub.ModelCard for a model folder's stamp (+ evaluation results if given)."""
+          evaluation_source: str = "reports/evaluate/metrics.json", adapter: dict | None = None):
+    """A huggingface_hub.ModelCard for a model folder's stamp (+ evaluation results if given).
+
+    `adapter`: the folder's adapter pointer (`adapter_base.json`) when it holds a PEFT
+    adapter instead of weights; the card then says what it applies to and how to load it."""
     import yaml
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -118,8 +132,9 @@ def build(stamp: dict, summary: str, base: str, metrics: dict, evaluation: dict 
     results = [EvalResult(task_type="text-generation", dataset_type="instructflow-eval",
                           dataset_name="instructflow evaluation prompts", metric_type=r["metric"],
                           metric_value=float(r["value"])) for r in rows if r["value"] != "n/a"]
-    data = ModelCardData(library_name="transformers", pipeline_tag="text-generation", license="other",
-                         tags=["instructflow", stage], model_name=f"instructflow-{stage}",
+    data = ModelCardData(library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
+                         license="other", tags=["instructflow", stage, *([adapter["method"]] if adapter else [])],
+                         model_name=f"instructflow-{stage}",
                          eval_results=results or None)
     code = stamp.get("code") or {}
     machine = stamp.get("machine") or {}
@@ -129,14 +144,15 @@ def build(stamp: dict, summary: str, base: str, metrics: dict, evaluation: dict 
         machine=", ".join(f"{k} {v}" for k, v in machine.items()) or "n/a",
         inputs=stamp.get("inputs") or {}, params=yaml.safe_dump(stamp.get("params"), sort_keys=True).strip(),
         metrics=json.dumps(metrics, indent=2, sort_keys=True), evaluation=rows,
-        evaluation_source=evaluation_source,
+        evaluation_source=evaluation_source, adapter=adapter,
         libraries=", ".join(f"{k} {v}" for k, v in (stamp.get("libraries") or {}).items()),
     )
 
 
-def write(out: Path, stamp: dict, summary: str, base: str, metrics: dict, evaluation: dict | None = None) -> None:
-    """README.md of a model folder."""
-    (Path(out) / "README.md").write_text(str(build(stamp, summary, base, metrics, evaluation)),
+def write(out: Path, stamp: dict, summary: str, base: str, metrics: dict, evaluation: dict | None = None,
+          adapter: dict | None = None) -> None:
+    """README.md of a model folder (of an adapter folder when `adapter` is its pointer)."""
+    (Path(out) / "README.md").write_text(str(build(stamp, summary, base, metrics, evaluation, adapter=adapter)),
                                          encoding="utf-8", newline="\n")
 
 
@@ -149,8 +165,10 @@ def main(argv=None) -> None:
     lineage = json.loads((Path(args.model) / "lineage.json").read_text(encoding="utf-8"))
     ev_path = Path(args.evaluation)
     evaluation = json.loads(ev_path.read_text(encoding="utf-8")) if ev_path.is_file() else None
+    pointer = Path(args.model) / "adapter_base.json"  # training.POINTER (training's imports are not needed here)
+    adapter = json.loads(pointer.read_text(encoding="utf-8")) if pointer.is_file() else None
     card = build(lineage, f"Model folder `{args.model}`.", lineage.get("base", "n/a"), lineage.get("metrics") or {},
-                 evaluation, args.evaluation)
+                 evaluation, args.evaluation, adapter=adapter)
     if args.out == "-":
         print(card)
     else:

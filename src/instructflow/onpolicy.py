@@ -207,7 +207,7 @@ def main(argv=None) -> None:
     answers = []
     if items:
         device = training.setup_torch(seed, cfg.threads)
-        model, tokenizer = training.load_model_folder(Path(args.sft), "auto", device)
+        model, tokenizer = training.load_model(Path(args.sft), "auto", device)
         model.to(device)
         answers = generate(model, tokenizer, [it["prompt"] for it in items], cfg)
 

@@ -3,8 +3,9 @@
 Reads `params.yaml: safety` (+ seed), models/sft/, data/filtered/pairs.jsonl and
 data/onpolicy/pairs.jsonl (the SFT model's own answers made into pairs by the
 onpolicy stage; a missing or empty file counts as none). Writes models/safety/
-(Hugging Face folder + lineage + model card; with LoRA the adapter too, in
-models/safety/adapter/) and reports/safety/ (metrics.json, dvclive curves).
+(Hugging Face folder + lineage + model card; with LoRA the adapter instead of
+the weights, with a pointer to models/sft, which may itself be an adapter on
+models/base) and reports/safety/ (metrics.json, dvclive curves).
 
 Methods:
 - dpo (default): TRL's DPOTrainer with an added SFT term on the chosen replies
@@ -13,7 +14,9 @@ Methods:
   gets less likely. The SFT term keeps the chosen replies likely.
 - refusal_sft: SFT on the chosen replies (assistant tokens only).
 Either with `safety.lora: true`: LoRA adapters train, and DPO's reference is the
-same model with the adapters disabled (no second copy in memory). Reference
+same model with the adapters disabled (no second copy in memory). An SFT LoRA
+adapter is merged in memory first (`training.load_model`), so the new adapter
+trains on the SFT model and is stored against models/sft. Reference
 log-probs are computed per batch unless `precompute_ref_log_probs` asks for one
 pass over every pair first (worth it only over several epochs).
 
@@ -124,7 +127,7 @@ def main(argv=None) -> None:
     if prompt_tuned and cfg.lora:
         raise ValueError(f"safety: {args.sft} was prompt-tuned (sft.method prompt_tuning); LoRA cannot stack on a "
                          "soft prompt here. Set `safety.lora: false` (the soft prompt then trains further).")
-    model, tokenizer = training.load_model_folder(Path(args.sft), cfg.dtype, device)
+    model, tokenizer = training.load_model(Path(args.sft), cfg.dtype, device)
     if prompt_tuned:  # the soft prompt trains on; the reference is a frozen copy of it (TRL's "ref" adapter)
         for name, p in model.named_parameters():
             p.requires_grad = "prompt_encoder" in name
@@ -139,7 +142,9 @@ def main(argv=None) -> None:
     train, val = split_pairs(kept, cfg.validation_fraction)
 
     # ---- train (resuming a killed run with the same inputs)
-    inputs = [args.sft, args.data] + ([args.onpolicy] if Path(args.onpolicy).is_file() else [])
+    # The folders under an adapter-trained SFT model (models/base) are inputs too: they are what loads.
+    inputs = [*training.base_folders(Path(args.sft)), args.sft, args.data] + (
+        [args.onpolicy] if Path(args.onpolicy).is_file() else [])
     stamp = lineage.stamp("safety", inputs, cfg, seed) | {"origin": training.origin_of(Path(args.sft))}
     resume = training.prepare_checkpoints(checkpoints, stamp)
     if resume:
@@ -158,17 +163,19 @@ def main(argv=None) -> None:
         metrics["final_reward_accuracy"] = round(accuracies[-1], 4)
     if trainer.is_world_process_zero():
         model = trainer.model
-        if cfg.lora:
-            training.save_adapter(model, out)
-            model = model.merge_and_unload()
-        elif prompt_tuned:
+        summary = (f"Safety training ({cfg.method}{', LoRA' if cfg.lora else ''}) on preference pairs; the SFT "
+                   "model is the reference.")
+        if cfg.lora:  # the adapter, stored against the SFT folder (merged in memory under it)
+            training.save_adapter_folder(model, tokenizer, out, Path(args.sft), stamp, summary, metrics,
+                                         chain=training.adapter_chain(Path(args.sft)))
+        elif prompt_tuned:  # the soft prompt trained on; it applies to the SFT prompt's own base weights
             if "ref" in getattr(model, "peft_config", {}):
                 model.delete_adapter("ref")
-            training.save_adapter(model, out)
-            model = model.get_base_model()
-        training.save_model_folder(model, tokenizer, out, stamp,
-                                   f"Safety training ({cfg.method}{', LoRA' if cfg.lora else ''}) on preference "
-                                   "pairs; the SFT model is the reference.", args.sft, metrics)
+            under = training.base_folders(Path(args.sft))
+            training.save_adapter_folder(model, tokenizer, out, under[-1], stamp, summary, metrics,
+                                         chain=training.adapter_chain(under[-1]))
+        else:
+            training.save_model_folder(model, tokenizer, out, stamp, summary, args.sft, metrics)
         write_json(report / "metrics.json", {**metrics, "lineage": stamp})
         training.finish_checkpoints(checkpoints)
     print(f"safety: saved to {out}; {metrics}")

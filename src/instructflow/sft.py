@@ -2,18 +2,19 @@
 
 Reads `params.yaml: sft` (+ seed), models/base/ and data/filtered/sft.jsonl.
 Writes models/sft/ (Hugging Face folder + lineage + model card; with LoRA or
-prompt tuning the PEFT adapter too, in models/sft/adapter/) and reports/sft/
-(metrics.json, dvclive curves).
+prompt tuning the PEFT adapter instead of the weights, with a pointer to
+models/base) and reports/sft/ (metrics.json, dvclive curves).
 
 Loss is on assistant tokens only, for any chat template: labels are built by
 `training.supervised_dataset` (the template's `{% generation %}` markers where
 present, otherwise the span of every assistant turn in the rendering).
 Examples longer than `max_length` are dropped and counted in the metrics.
 
-Methods: full (all weights), lora (adapters, merged into the saved folder; the
-adapter is kept beside it) and prompt_tuning (the seed's prompt learning: only
-a soft prompt trains; it cannot be merged, so the folder keeps the base weights
-and the prompt in adapter/, which `training.load_model_folder` applies).
+Methods: full (all weights), lora (adapters) and prompt_tuning (the seed's
+prompt learning: only a soft prompt trains). An adapter method's folder holds
+the adapter and `adapter_base.json` naming models/base by path and sha256, not a
+merged copy of the weights (538 MB per stage for SmolLM2-135M in the DVC cache);
+`training.load_model` loads base + adapter for every later stage.
 
 Batching (`sft.batching`): padded to the longest, length-grouped, packed, or
 padding-free (examples concatenated, position ids restart per example). A slice
@@ -90,15 +91,11 @@ def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenize
 
 
 def save(cfg, trainer, tokenizer, out: Path, stamp: dict, base: str, metrics: dict, summary: str) -> None:
-    """full: the model; lora: merged folder + adapter/; prompt_tuning: base weights + adapter/ (the prompt)."""
-    model = trainer.model
-    if cfg.method == "lora":
-        training.save_adapter(model, out)
-        model = model.merge_and_unload()  # a plain folder that loads without PEFT
-    elif cfg.method == "prompt_tuning":
-        training.save_adapter(model, out)
-        model = model.get_base_model()
-    training.save_model_folder(model, tokenizer, out, stamp, summary, base, metrics)
+    """full: the model folder; lora and prompt_tuning: the adapter + a pointer to `base`."""
+    if cfg.method == "full":
+        training.save_model_folder(trainer.model, tokenizer, out, stamp, summary, base, metrics)
+    else:
+        training.save_adapter_folder(trainer.model, tokenizer, out, Path(base), stamp, summary, metrics)
 
 
 def main(argv=None) -> None:
@@ -120,9 +117,10 @@ def main(argv=None) -> None:
 
     # ---- model and tokenized rows (assistant-only labels)
     device = training.setup_torch(seed, cfg.threads)
-    model, tokenizer = training.load_model_folder(Path(args.base), cfg.dtype, device)
-    if training.is_prompt_tuned(Path(args.base)):
-        raise ValueError(f"sft: {args.base} carries a soft prompt; sft needs a plain base model folder")
+    if training.is_adapter_folder(Path(args.base)):
+        raise ValueError(f"sft: {args.base} is an adapter folder; sft needs a plain base model folder "
+                         "(an adapter is stored against it)")
+    model, tokenizer = training.load_model(Path(args.base), cfg.dtype, device)
     training.apply_dropout(model, cfg.dropout)
     max_length = training.model_max_length(model, tokenizer, cfg.max_length)
     train_rows, train_stats = training.supervised_dataset(tokenizer, [e["messages"] for e in train], max_length,

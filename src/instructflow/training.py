@@ -12,7 +12,10 @@ Kept in one place so base, sft and safety make the same choices:
 - Deterministic: fixed seeds, deterministic kernels, a fixed thread count.
 - Training curves go to dvclive without timestamps (they are DVC-tracked plots).
 - Model folders are Hugging Face folders (safetensors) with a lineage stamp and
-  a model card; nothing pickled (no training_args.bin) goes into them.
+  a model card; nothing pickled (no training_args.bin) goes into them. LoRA and
+  prompt tuning store only the PEFT adapter and a pointer to the folder it
+  applies to (`adapter_base.json`: workspace path + sha256); `load_model` loads
+  base + adapter(s) for every consumer.
 """
 
 from __future__ import annotations
@@ -341,33 +344,148 @@ def save_model_folder(model, tokenizer, out: Path, stamp: dict, summary: str, ba
     modelcard.write(out, stamp, summary, base, metrics)
 
 
-# Where an adapter-trained stage keeps its PEFT adapter, inside its model folder.
-ADAPTER = "adapter"
+# --------------------------------------------------------------------------- adapter folders
+# A LoRA or prompt-tuning stage stores its PEFT adapter (adapter_model.safetensors +
+# adapter_config.json), the tokenizer, lineage.json and the model card, plus this
+# pointer to the folder the adapter applies to. A merged copy would cost a full model
+# per stage in the DVC cache (538 MB for SmolLM2-135M); the adapter is a few MB.
+POINTER = "adapter_base.json"
+POINTER_FORMAT = 1
 
 
-def load_model_folder(path: Path, dtype: str = "auto", device: str = "cpu"):
-    """Load a Hugging Face model folder safely (safetensors only, no remote code).
+def is_adapter_folder(path: Path) -> bool:
+    return (Path(path) / POINTER).is_file()
 
-    A folder whose soft prompt lives in `adapter/` (sft method prompt_tuning:
-    prompts cannot be merged into weights) comes back as a PEFT model with the
-    prompt applied."""
+
+def read_pointer(path: Path) -> dict | None:
+    f = Path(path) / POINTER
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of the files that make up a model folder, keyed by name inside it.
+
+    The lineage stamp and the model card are left out: they describe the weights,
+    and a re-rendered card must not orphan every adapter trained on the folder."""
+    from .lineage import file_sha256
+
+    folder = Path(folder)
+    return {f.relative_to(folder).as_posix(): file_sha256(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name not in ("lineage.json", "README.md")
+            and not any(part.startswith(".") for part in f.relative_to(folder).parts)}
+
+
+def folder_digest(folder: Path, hashes: dict[str, str] | None = None) -> str:
+    """One sha256 over a model folder's (name, sha256) pairs."""
+    hashes = folder_hashes(folder) if hashes is None else hashes
+    return hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in sorted(hashes.items())).encode()).hexdigest()
+
+
+def resolve_base(folder: Path, base: str) -> Path:
+    """Where the folder a pointer names lives. A relative path is a path in the DVC
+    workspace: looked up from the adapter folder's parents first (its own workspace,
+    wherever the command runs from), then from the working directory."""
+    p = Path(base)
+    if p.is_absolute() and p.is_dir():
+        return p
+    for root in [] if p.is_absolute() else [*Path(folder).resolve().parents, Path.cwd()]:
+        if (root / p).is_dir():
+            cand = root / p
+            try:
+                return cand.relative_to(Path.cwd())  # keeps lineage keys workspace-relative (models/base/...)
+            except ValueError:
+                return cand
+    raise FileNotFoundError(f"{folder}: its adapter applies to {base}, which is not in its workspace "
+                            f"nor under {Path.cwd()}")
+
+
+def base_folders(path: Path) -> list[Path]:
+    """The folders loaded under an adapter folder, from the full weights up to its direct base
+    ([] for a plain folder). A stage that loads `path` depends on every one of them."""
+    pointer = read_pointer(path)
+    if pointer is None:
+        return []
+    base = resolve_base(path, pointer["base"])
+    return [*base_folders(base), base]
+
+
+def load_model(path: Path, dtype: str = "auto", device: str = "cpu", verify: bool = True):
+    """(model, tokenizer) from any model folder this project writes, safely (safetensors only,
+    no remote code).
+
+    - a plain Hugging Face folder (base, full fine-tunes): loaded as it is;
+    - a LoRA adapter folder: the base it names is loaded (itself possibly an adapter
+      folder: chains of adapters load recursively) and the adapter merged in memory,
+      so callers get a plain model, with the logits the merged folder used to have;
+    - a prompt-tuning folder: a PEFT model with the soft prompt applied (a prompt
+      cannot be merged into weights).
+    With `verify`, the base's files must still hash to what the adapter was trained
+    on: an adapter applied to other weights gives a different model without any error."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    path = Path(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True,
-                                                 dtype=torch_dtype(dtype, device))
-    if is_prompt_tuned(path):
-        from peft import PeftModel
+    pointer = read_pointer(path)
+    if pointer is None:
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True,
+                                                     dtype=torch_dtype(dtype, device))
+        return model, tokenizer
+    from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, Path(path) / ADAPTER, is_trainable=False)
+    base = resolve_base(path, pointer["base"])
+    if verify and (digest := folder_digest(base)) != pointer["base_sha256"]:
+        raise ValueError(f"{path}: its adapter was trained on {pointer['base']} with sha256 "
+                         f"{pointer['base_sha256'][:12]}, but {base} now hashes to {digest[:12]}; rerun the stage "
+                         "that made it (`dvc repro`) or restore the base")
+    model, _ = load_model(base, dtype, device, verify)
+    if getattr(model, "peft_config", None):
+        raise ValueError(f"{path}: its base {base} is itself prompt-tuned; an adapter cannot stack on a soft prompt")
+    model = PeftModel.from_pretrained(model, path, is_trainable=False)
+    if pointer["method"] == "lora":
+        model = model.merge_and_unload()
     return model, tokenizer
 
 
+# The name every consumer used before adapter folders existed.
+load_model_folder = load_model
+
+
 def is_prompt_tuned(path: Path) -> bool:
-    conf = Path(path) / ADAPTER / "adapter_config.json"
-    return conf.is_file() and json.loads(conf.read_text(encoding="utf-8")).get("peft_type") == "PROMPT_TUNING"
+    return (read_pointer(path) or {}).get("method") == "prompt_tuning"
 
 
-def save_adapter(peft_model, out: Path) -> None:
-    """The PEFT adapter alone (safetensors), beside the merged weights."""
-    peft_model.save_pretrained(Path(out) / ADAPTER, safe_serialization=True)
+def save_adapter_folder(peft_model, tokenizer, out: Path, base: Path, stamp: dict, summary: str, metrics: dict,
+                        chain: list[dict] | None = None) -> None:
+    """A LoRA/prompt-tuning stage's output: the PEFT adapter (safetensors), tokenizer, the
+    pointer to `base` (workspace path + sha256), lineage.json and the model card.
+
+    `chain` names the folders beneath `base` (from the full weights up), for readers:
+    loading follows `base` alone, recursively."""
+    from . import modelcard
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for conf in peft_model.peft_config.values():  # what plain PEFT readers load it on (the model's own path otherwise)
+        conf.base_model_name_or_path = Path(base).as_posix()
+    # No embedding copy: adapters never train the embeddings (all-linear leaves them out), and
+    # the base folder already holds any rows the base stage added.
+    peft_model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
+    tokenizer.save_pretrained(out)
+    peft_type = str(getattr(peft_model.peft_config["default"], "peft_type", "")).rsplit(".", 1)[-1]
+    files = folder_hashes(base)
+    digest = folder_digest(base, files)
+    pointer = {
+        "format": POINTER_FORMAT, "method": {"LORA": "lora", "PROMPT_TUNING": "prompt_tuning"}[peft_type],
+        "base": Path(base).as_posix(), "base_sha256": digest, "base_files": files,
+        "chain": [*(chain or []), {"path": Path(base).as_posix(), "sha256": digest,
+                                   "method": (read_pointer(base) or {}).get("method", "full")}],
+    }
+    write_json(out / POINTER, pointer)
+    write_json(out / "lineage.json", {**stamp, "metrics": metrics, "base": Path(base).as_posix(),
+                                      "adapter": {k: pointer[k] for k in ("method", "base", "base_sha256", "chain")}})
+    modelcard.write(out, stamp, summary, Path(base).as_posix(), metrics, adapter=pointer)
+
+
+def adapter_chain(path: Path) -> list[dict]:
+    """The chain entries beneath an adapter folder's base ([] for a plain folder), for a new adapter on it."""
+    return (read_pointer(path) or {}).get("chain", [])
