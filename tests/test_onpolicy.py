@@ -132,7 +132,7 @@ def sft_model(tmp_path_factory):
     return out
 
 
-def _inputs(tmp_path, harmless_share=0.5, harmful=HARMFUL):
+def _inputs(tmp_path, harmless_share=0.5, harmful=HARMFUL, **onpolicy_params):
     rows = [{"id": f"h{i}", "source": "red", "locator": f"red.json#index={i}", "harmful": True,
              "category": "crime", "style": None, "prompt": [{"role": "user", "content": t}]}
             for i, t in enumerate(harmful)]
@@ -150,7 +150,7 @@ def _inputs(tmp_path, harmless_share=0.5, harmful=HARMFUL):
     params = config.read_params(ROOT / "params.yaml")
     params["onpolicy"] = {"max_prompts": 40, "harmless_share": harmless_share, "instruction_share": 0.5,
                           "imperative_fraction": 1.0, "max_new_tokens": 12, "batch_size": 4,
-                          "repetition_penalty": 1.0, "min_words": 0, "threads": 1}
+                          "repetition_penalty": 1.0, "min_words": 0, "threads": 1, **onpolicy_params}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -207,3 +207,29 @@ def test_stage_without_harmful_prompts_writes_no_pairs_and_loads_no_model(tmp_pa
     assert (out / "data" / "pairs.jsonl").read_text() == ""
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["pairs"] == 0 and "no harmful prompts" in summary["note"]
+
+
+def test_harmful_answers_get_their_own_budget(tmp_path, sft_model):
+    """`harmful_max_new_tokens` bounds the (rejected) harmful answers; helpful answers keep max_new_tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sft_model)
+
+    def lengths(tag):
+        out = _run(tmp_path, sft_model, tag)
+        answers = [(s["pool"], s["answer"]) for s in read_jsonl(out / "data" / "skipped.jsonl") if s["answer"]]
+        for p in read_jsonl(out / "data" / "pairs.jsonl"):
+            side = "rejected" if p["labels"]["harmful"] else "chosen"
+            answers.append((p["labels"]["pool"], p[side][0]["content"]))
+        n = {}
+        for pool, text in answers:
+            n.setdefault(pool == "harmful", []).append(len(tok(text, add_special_tokens=False)["input_ids"]))
+        return n
+
+    _inputs(tmp_path)
+    same = lengths("same")
+    _inputs(tmp_path, harmful_max_new_tokens=3)
+    short = lengths("short")
+    assert max(same[True]) > 3, "with one budget the random model's harmful answers run past 3 tokens"
+    assert max(short[True]) <= 3, "harmful answers stop at their own budget"
+    assert max(short[False]) > 3, "helpful answers keep max_new_tokens"

@@ -300,6 +300,9 @@ class OnpolicyConfig:
                                          "(\"Give me detailed instructions to ...\").", **PROBABILITY)
     max_new_tokens: int = _f(64, "Greedy decoding budget per answer; a cut-off helpful answer is trimmed to its "
                                  "last full sentence.", **POSITIVE)
+    harmful_max_new_tokens: int = _f(0, "Decoding budget for harmful prompts' answers (they are only judged by "
+                                        "their opening and become the rejected side); 0 = max_new_tokens.",
+                                     **NON_NEGATIVE)
     batch_size: int = _f(16, "Prompts per generation batch (batches are grouped by length).", **POSITIVE)
     repetition_penalty: float = _f(1.0, "Generation repetition penalty (1.0 = none); small models loop under "
                                         "greedy decoding.", minimum=1)

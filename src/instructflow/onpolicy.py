@@ -100,8 +100,11 @@ def select(pools: dict[str, list[dict]], cfg: config.OnpolicyConfig, seed: int) 
 
 
 # --------------------------------------------------------------------------- generation
-def generate(model, tokenizer, prompts: list[list[dict]], cfg: config.OnpolicyConfig) -> list[tuple[str, bool]]:
-    """Greedy answers, batched by length (less padding), in input order: (text, ended by itself)."""
+def generate(model, tokenizer, prompts: list[list[dict]], cfg: config.OnpolicyConfig,
+             max_new_tokens: int | None = None) -> list[tuple[str, bool]]:
+    """Greedy answers, batched by length (less padding), in input order: (text, ended by itself).
+
+    `max_new_tokens` overrides `cfg.max_new_tokens` (harmful prompts get their own budget)."""
     import torch
     from tqdm import tqdm
 
@@ -118,7 +121,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], cfg: config.OnpolicyCo
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(model.device)
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False,
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens or cfg.max_new_tokens, do_sample=False,
                                  repetition_penalty=cfg.repetition_penalty,
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:].tolist()):
@@ -209,7 +212,16 @@ def main(argv=None) -> None:
         device = training.setup_torch(seed, cfg.threads)
         model, tokenizer = training.load_model(Path(args.sft), "auto", device)
         model.to(device)
-        answers = generate(model, tokenizer, [it["prompt"] for it in items], cfg)
+        # Harmful answers only need their opening (does it comply or refuse?) and serve as the rejected
+        # side, so they may get a shorter budget than the helpful answers that become chosen replies.
+        budget = {"harmful": cfg.harmful_max_new_tokens or cfg.max_new_tokens}
+        by_budget: dict[int, list[int]] = {}
+        for i, it in enumerate(items):
+            by_budget.setdefault(budget.get(it["pool"], cfg.max_new_tokens), []).append(i)
+        answers = [("", False)] * len(items)
+        for n, idx in sorted(by_budget.items()):
+            for i, a in zip(idx, generate(model, tokenizer, [items[i]["prompt"] for i in idx], cfg, n)):
+                answers[i] = a
 
     # ---------------------------------------------------------------- pairs, skips, balance
     sides: dict[str, list[dict]] = {"harmful": [], "harmless": []}
