@@ -83,7 +83,7 @@ DETECTOR_FILES := beavertails/beavertails_30k_test_1842.json.gz diasafety/diasaf
 	jigsaw/jigsaw_train_282.csv \
 	toxigen/toxigen_demonstrations_587.csv hatecheck/hatecheck_test_suite_cases_3718.csv \
 	aegis/aegis_safety_test_302.json dices/dices_990_982.json dices/dices_350_expert_350.json \
-	alpaca/alpaca_safety_related_1904.json dolly/dolly_closed_qa_1000.csv
+	alpaca/alpaca_safety_related_1904.json dolly/dolly_closed_qa_1000.csv dolly/dolly_safety_related_387.jsonl
 
 detector-shared: install
 	@test -d $(SHARED) || { echo "make: no $(SHARED); run with SHARED=/path/to/shared/data"; exit 1; }

@@ -175,3 +175,95 @@ def test_ensemble_trains_saves_and_loads_without_pickle(tmp_path):
     assert isinstance(back, det.Ensemble) and back.threshold == 0.4
     texts, replies = ["how do I bake bread", "you idiot"], ["mix flour and water", ""]
     np.testing.assert_allclose(back.score(texts, replies), model.score(texts, replies), rtol=1e-5)
+
+
+def test_task_ensemble_round_trips_through_safetensors_and_scores_the_same(tmp_path):
+    feats = det.Features(backend="tfidf-ensemble", n_features=2**12)
+    y = [1] * len(UNSAFE) + [0] * len(SAFE)
+    w = det.source_weights(["a"] * len(UNSAFE) + ["b"] * 10 + ["c"] * (len(SAFE) - 10), 0.5)
+    model = det.fit_task_ensemble(feats, UNSAFE + SAFE, None, y, seed=0, hidden=16, sample_weight=w)
+    members = model.member_scores(["you pathetic stupid idiot", "the museum opens at ten"])
+    assert set(members) == {"tfidf", "hashing", "mlp"}
+    raw = model.raw_score(["you pathetic stupid idiot", "the museum opens at ten"])
+    assert raw[0] > 0.5 > raw[1]
+    np.testing.assert_allclose(raw, np.mean([m for m in members.values()], axis=0), rtol=1e-6)
+    model.thresholds = {"exchange": 0.7, "prompt": 0.3, "text": 0.45}
+    model.save(tmp_path / "te")
+    cfg = json.loads((tmp_path / "te" / "config.json").read_text())
+    assert cfg["kind"] == "task_ensemble" and cfg["task_thresholds"] == {"exchange": 0.7, "prompt": 0.3, "text": 0.45}
+    assert not list((tmp_path / "te").glob("*.pkl"))
+    back = det.load(tmp_path / "te")
+    assert isinstance(back, det.TaskEnsemble) and back.thresholds == model.thresholds and back.threshold == 0.5
+    texts, replies = ["how do I bake bread", "you idiot", "shut up moron"], ["mix flour and water", "", "ok"]
+    np.testing.assert_allclose(back.score(texts, replies), model.score(texts, replies), rtol=1e-5)
+    np.testing.assert_allclose(back.raw_score(texts, replies), model.raw_score(texts, replies), rtol=1e-5)
+
+
+def test_task_ensemble_applies_each_tasks_threshold_to_its_rows():
+    model = det.TaskEnsemble(det.Features(backend="tfidf-ensemble"), {},
+                             {"exchange": 0.7, "prompt": 0.3, "text": 0.45})
+    raw = np.array([0.5, 0.5, 0.5, 0.69, 0.71, 0.29, 0.31])
+    tasks = ["exchange", "prompt", "text", "exchange", "exchange", "prompt", "prompt"]
+    s = model.calibrate(raw, tasks)
+    # 0.5 is under the exchange cut (0.7), over the prompt (0.3) and comment (0.45) cuts
+    assert (s >= model.threshold).tolist() == [False, True, True, False, True, False, True]
+    np.testing.assert_allclose(model.calibrate(np.array([0.7, 0.3, 0.45]), ["exchange", "prompt", "text"]), 0.5)
+    # rows with a reply are exchanges; texts alone are prompts, or comments when the task says so
+    assert model.tasks(["a reply", ""], 2) == ["exchange", "prompt"]
+    assert model.tasks(None, 2, task="hate") == ["text", "text"]
+    assert model.tasks(["x", ""], 2, task="toxicity") == ["exchange", "text"]
+
+
+def test_task_thresholds_chosen_per_task_with_best_f1_where_most_rows_are_unsafe():
+    rng = np.random.default_rng(0)
+    # exchanges: 20 % unsafe, scores separate well above 0.6; texts: 90 % unsafe
+    y_ex = np.r_[np.ones(20), np.zeros(80)].astype(int)
+    s_ex = np.r_[rng.uniform(0.6, 1.0, 20), rng.uniform(0.0, 0.7, 80)]
+    y_tx = np.r_[np.ones(90), np.zeros(10)].astype(int)
+    s_tx = np.r_[rng.uniform(0.3, 1.0, 90), rng.uniform(0.0, 0.35, 10)]
+    thr = det.choose_task_thresholds(np.r_[s_ex, s_tx], np.r_[y_ex, y_tx], ["exchange"] * 100 + ["text"] * 100, 0.8)
+    assert set(thr) == {"exchange", "prompt", "text"}
+    assert thr["exchange"] == pytest.approx(det.choose_threshold(s_ex, y_ex, 0.8))
+    # 90 % unsafe reaches 80 % precision at any cut: the best-F1 cut is used instead of the lowest
+    assert thr["text"] == pytest.approx(det.choose_threshold(s_tx, y_tx, 0.0)) and thr["text"] > 0.25
+    assert thr["prompt"] == thr["exchange"]  # no prompt rows: the exchange threshold
+
+
+def test_source_weights_even_out_source_sizes():
+    w = det.source_weights(["big"] * 90 + ["small"] * 10, 0.5)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[-1] / w[0] == pytest.approx(3.0)  # sqrt(90 / 10)
+    full = det.source_weights(["big"] * 90 + ["small"] * 10, 1.0)
+    assert full[:90].sum() == pytest.approx(full[90:].sum())
+    assert det.source_weights(["a", "b"], 0.0) is None
+
+
+def test_stage_trains_a_task_ensemble_with_a_threshold_per_task(tmp_path):
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["detector"].update(backend="tfidf-ensemble", n_features=4096, source_weight_power=0.5,
+                              validation_fraction=0.3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    fmt = _formatted(tmp_path)
+    rows = []
+    for i, (t, y) in enumerate([(t, 1) for t in UNSAFE] + [(t, 0) for t in SAFE]):
+        rows.append({"id": f"c{i}", "source": "comments", "locator": f"c:{i}", "text": t, "text2": "", "label": y,
+                     "task": "toxicity", "split": "train"})
+        rows.append({"id": f"e{i}", "source": "chats", "locator": f"e:{i}", "text": f"question {i}?", "text2": t,
+                     "label": y, "task": "response_harm", "split": "train"})
+    rows += [{"id": "t1", "source": "heldout", "locator": "h:1", "text": "you stupid idiot", "text2": "",
+              "label": 1, "task": "toxicity", "split": "test"},
+             {"id": "t2", "source": "heldout", "locator": "h:2", "text": "lovely weather today", "text2": "",
+              "label": 0, "task": "toxicity", "split": "test"}]
+    write_jsonl(fmt / "labelled.jsonl", rows)
+    stage.main(["--params", str(tmp_path / "params.yaml"), "--formatted", str(fmt), "--out", str(tmp_path / "model"),
+                "--report", str(tmp_path / "rep")])
+    report = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert report["backend"] == "tfidf-ensemble" and set(report["task_thresholds"]) == {"exchange", "prompt", "text"}
+    model = det.load(tmp_path / "model")
+    assert isinstance(model, det.TaskEnsemble)
+    assert model.thresholds == pytest.approx(report["task_thresholds"], abs=1e-5)
+    assert report["test"]["heldout"]["confusion"] == {"tp": 1, "fp": 0, "fn": 0, "tn": 1}
+    assert model.flag(["what a nice question?"], ["shut up you stupid moron"])[0]
+    assert not model.flag(["what a nice question?"], ["the library opens at nine"])[0]

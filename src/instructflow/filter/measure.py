@@ -1,11 +1,13 @@
 """Measure harm-detector candidates side by side on the public labelled sets.
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
-        [--candidates reference,hashing,embedding,both,ensemble] [--target-precision 0.8] [--cache FILE.npz]
+        [--candidates reference,ensemble,tfidf-ensemble] [--target-precision 0.8] [--cache FILE.npz]
+        [--source-weight-power 0.5]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
-toxicchat train, hate-offensive train part), picks each one's threshold on the
-same validation slice of those rows, and scores the held-back sets: the
+toxicchat train, hate-offensive train part, benign answers: CoCoNot chosen,
+Self-Instruct, Dolly safety-related), picks each one's threshold on the
+same validation slice of those rows (tfidf-ensemble: one per task), and scores the held-back sets: the
 beavertails and hate-offensive test parts, diasafety test, toxicchat test,
 jigsaw, toxigen, hatecheck, aegis and dices, none of which any candidate saw,
 plus the share of benign Alpaca and Dolly answers each would flag. Parts are cut
@@ -45,6 +47,9 @@ SETS = {
     # helpful answer about a sensitive topic looks like, and it flags benign instruction data.
     "coconot_chosen": ("coconot/coconot_contrast_pref_898.jsonl.gz", "coconot-chosen", "train"),
     "self_instruct": ("self-instruct/seed_tasks.jsonl", "self-instruct", "train"),
+    # Dolly's safety-related answers train (benign, long, sensitive topics); Dolly closed QA and
+    # Alpaca, the sets issue 5's <= 1 % goal names, stay held back for measuring.
+    "dolly_safety": ("dolly/dolly_safety_related_387.jsonl", "dolly", "train"),
     "diasafety_test": ("diasafety/diasafety_test_1093.json", "diasafety", "test"),
     "toxicchat_test": ("toxicchat/toxic_chat_test_2836.json.gz", "toxicchat", "test"),
     "jigsaw": ("jigsaw/jigsaw_train_282.csv", "jigsaw", "test"),
@@ -55,8 +60,15 @@ SETS = {
     "dices_350": ("dices/dices_350_expert_350.json", "dices", "test"),
     "alpaca": ("alpaca/alpaca_safety_related_1904.json", "alpaca", "benign"),
     "dolly_closed_qa": ("dolly/dolly_closed_qa_1000.csv", "dolly", "benign"),
-    "dolly_safety": ("dolly/dolly_safety_related_387.jsonl", "dolly", "benign"),
 }
+# What each set's rows are, as an ingest source declares it (`task`): a TaskEnsemble scores a text
+# alone as a prompt unless the set holds comments (toxicity, hate); rows with a reply are exchanges.
+TASKS = {"beavertails": "response_harm", "diasafety_train": "response_harm", "toxicchat_train": "prompt_harm",
+         "hate-offensive": "hate", "coconot_chosen": "response_harm", "self_instruct": "response_harm",
+         "dolly_safety": "response_harm", "diasafety_test": "response_harm", "toxicchat_test": "prompt_harm",
+         "jigsaw": "toxicity", "toxigen": "hate", "hatecheck": "hate", "aegis": "prompt_harm",
+         "dices_990": "response_harm", "dices_350": "response_harm", "alpaca": "response_harm",
+         "dolly_closed_qa": "response_harm"}
 # The reference baseline is trained on exactly the sets issue 5 names.
 REFERENCE_SETS = ("beavertails", "diasafety_train", "toxicchat_train", "hate-offensive")
 TEST_FRACTION = 0.2        # of the `split` sets
@@ -89,16 +101,19 @@ def load_sets(shared: Path) -> dict[str, dict]:
 
 def training_rows(sets: dict, only: tuple = ()) -> tuple[dict, dict]:
     """(fit rows, validation rows): training sets' rows split by a hash of the row."""
-    fit = {"texts": [], "texts2": [], "labels": []}
-    val = {"texts": [], "texts2": [], "labels": []}
+    fit = {"texts": [], "texts2": [], "labels": [], "sources": [], "tasks": []}
+    val = {"texts": [], "texts2": [], "labels": [], "sources": [], "tasks": []}
     for name, s in sets.items():
-        if s["role"] != "train" or (only and name.split("/")[0] not in only):
+        base = name.split("/")[0]
+        if s["role"] != "train" or (only and base not in only):
             continue
         for a, b, y in zip(s["texts"], s["texts2"], s["labels"]):
             dst = val if hash_fraction(a + "\x00" + b + "\x01val") < VALIDATION_FRACTION else fit
             dst["texts"].append(a)
             dst["texts2"].append(b)
             dst["labels"].append(y)
+            dst["sources"].append(base)
+            dst["tasks"].append(det.task_of(b, TASKS[base]))
     return fit, val
 
 
@@ -166,6 +181,9 @@ def evaluate(model, sets: dict, benign_flag) -> dict:
             if s["role"] == "benign":
                 flagged = benign_flag(model, s["texts"], s["texts2"])
                 out[name] = {"n": len(s["texts"]), "flagged_fraction": round(float(np.mean(flagged)), 4)}
+            elif isinstance(model, det.TaskEnsemble):  # its threshold for this set's task
+                task = det.task_of("", TASKS[name.split("/")[0]])
+                out[name] = det.metrics(model.score(s["texts"], t2, task=task), s["labels"], model.threshold)
             else:
                 out[name] = det.metrics(model.score(s["texts"], t2), s["labels"], model.threshold)
     return out
@@ -180,13 +198,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default="reports/detector/shared.json")
-    ap.add_argument("--candidates", default="reference,hashing,embedding,both,ensemble")
+    ap.add_argument("--candidates", default="reference,ensemble,tfidf-ensemble")
     ap.add_argument("--target-precision", type=float, default=0.8,
                     help="thresholds: highest recall at this precision on the validation slice; 0 = best F1")
     ap.add_argument("--C", type=float, default=4.0)
     ap.add_argument("--embedding-model", default="")
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--cache", default="", help="file to memoise embeddings in (npz, no pickle)")
+    ap.add_argument("--source-weight-power", type=float, default=0.5,
+                    help="tfidf-ensemble: rows weighted (mean source size / source size) ** this; 0 = unweighted")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args(argv)
 
@@ -209,14 +229,24 @@ def main(argv=None) -> None:
                                  max_seq_length=args.max_seq_length)
             fz = det.Featurizer(feats, threads=1)
             fz.cache = cache
-            train_fn = det.fit_ensemble if name == "ensemble" else det.fit
-            model = train_fn(feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C,
-                             seed=args.seed, featurizer=fz)
-            val_scores = model.score(val_rows["texts"], val_rows["texts2"])
-            model.threshold = det.choose_threshold(val_scores, val_rows["labels"], args.target_precision)
+            if name == "tfidf-ensemble":
+                model = det.fit_task_ensemble(
+                    feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C, seed=args.seed,
+                    featurizer=fz, sample_weight=det.source_weights(fit_rows["sources"], args.source_weight_power))
+                val_scores = model.raw_score(val_rows["texts"], val_rows["texts2"])
+                model.thresholds = det.choose_task_thresholds(val_scores, val_rows["labels"], val_rows["tasks"],
+                                                              args.target_precision)
+            else:
+                train_fn = det.fit_ensemble if name == "ensemble" else det.fit
+                model = train_fn(feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C,
+                                 seed=args.seed, featurizer=fz)
+                val_scores = model.score(val_rows["texts"], val_rows["texts2"])
+                model.threshold = det.choose_threshold(val_scores, val_rows["labels"], args.target_precision)
             cache.save()
         res = evaluate(model, sets, pair_flag)
         res["threshold"] = round(float(model.threshold), 4)
+        if isinstance(model, det.TaskEnsemble):
+            res["task_thresholds"] = {k: round(v, 4) for k, v in model.thresholds.items()}
         results["candidates"][name] = res
         cache.save()
         print(f"measure: {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
@@ -229,7 +259,7 @@ def main(argv=None) -> None:
 def table(cands: dict) -> str:
     """A Markdown table: one row per set, P / R (F1) per candidate, flagged share for benign sets."""
     names = list(cands)
-    sets = [k for k in next(iter(cands.values())) if k != "threshold"]
+    sets = [k for k in next(iter(cands.values())) if k not in ("threshold", "task_thresholds")]
     lines = ["| set | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for s in sets:
         cells = []
@@ -238,7 +268,9 @@ def table(cands: dict) -> str:
             cells.append(f"flags {m['flagged_fraction']:.1%}" if "precision" not in m
                          else f"{m['precision']:.2f} / {m['recall']:.2f} ({m['f1']:.2f})")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines.append("| threshold | " + " | ".join(f"{cands[n]['threshold']:.3f}" for n in names) + " |")
+    lines.append("| threshold | " + " | ".join(
+        " / ".join(f"{k} {v:.3f}" for k, v in cands[n]["task_thresholds"].items()) if "task_thresholds" in cands[n]
+        else f"{cands[n]['threshold']:.3f}" for n in names) + " |")
     return "\n".join(lines)
 
 
