@@ -86,3 +86,18 @@ def test_presets_read_the_shared_sets_with_their_documented_counts(rel, preset, 
     texts, texts2, labels = labelled.load(SHARED / rel, labelled.spec_for(preset))
     assert (len(labels), sum(labels)) == (n, pos)
     assert all(texts)
+
+
+def test_task_option_picks_the_comment_threshold_of_a_per_task_detector(tmp_path, capsys):
+    model = det.fit_task_ensemble(det.Features(backend="tfidf-ensemble", n_features=2**10), (UNSAFE + SAFE) * 3,
+                                  None, ([1] * 4 + [0] * 4) * 3, seed=0, hidden=8)
+    model.thresholds = {"exchange": 0.5, "prompt": 0.999, "text": 0.001}  # prompts: nothing; comments: all
+    model.save(tmp_path / "te")
+    f = tmp_path / "c.csv"
+    f.write_text("text,label\n" + "".join(f"{t},1\n" for t in UNSAFE) + "".join(f"{t},0\n" for t in SAFE))
+    flagged = {}
+    for task in ("prompt", "text"):
+        assert audit.main([str(f), "--text", "text", "--label", "label", "--detector", str(tmp_path / "te"),
+                           "--task", task, "--json"]) == 0
+        flagged[task] = json.loads(capsys.readouterr().out)["flagged_fraction"]
+    assert flagged == {"prompt": 0.0, "text": 1.0}

@@ -1,7 +1,8 @@
 """instructflow-filter-audit: score a labelled file with the trained harm detector.
 
     instructflow-filter-audit FILE --text COL [--text2 COL] --label COL [--positive VALUE[,VALUE]]
-                              [--records KEY] [--preset NAME] [--detector DIR] [--threshold P] [--json]
+                              [--records KEY] [--preset NAME] [--detector DIR] [--threshold P]
+                              [--task prompt|text] [--json]
 
 FILE is CSV, JSON (a list, or an object with the list at --records), or JSONL,
 optionally .gz. Column names may be dotted paths into nested objects
@@ -10,6 +11,11 @@ the label values meaning unsafe (default 1). A --preset fills the options for
 the public sets in ../shared/data (see `labelled.PRESETS` and docs/filter.md),
 e.g. `--preset guardreasoner` splits BeaverTails' "Human user: ... AI assistant:
 ..." input into prompt and response and reads the verdict from `output`.
+
+A detector with a threshold per task (backend tfidf-ensemble) scores rows with
+a reply as exchanges and texts alone as prompts; `--task text` scores them as
+comments (toxicity, hate), as the presets jigsaw, toxigen, hatecheck and
+hate-offensive do by default.
 
 Prints precision, recall, F1, the confusion matrix and the threshold (JSON with
 --json). Exit status 2 on a file or option problem, with a message naming it.
@@ -25,6 +31,10 @@ from . import detector as det
 from . import labelled
 
 
+# presets whose texts are comments, not user prompts (their threshold is the `text` task's)
+COMMENT_PRESETS = ("jigsaw", "toxigen", "hatecheck", "hate-offensive")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="instructflow-filter-audit", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="", help=f"one of {sorted(labelled.PRESETS)}")
     ap.add_argument("--detector", default="models/detector", help="trained detector folder")
     ap.add_argument("--threshold", type=float, default=None, help="override the detector's threshold")
+    ap.add_argument("--task", default="", choices=["", "prompt", "text"],
+                    help="texts alone are prompts (default) or comments (text); per-task detectors only")
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
     try:
@@ -50,7 +62,11 @@ def main(argv=None) -> int:
         print(f"instructflow-filter-audit: {err}", file=sys.stderr)
         return 2
     threshold = model.threshold if args.threshold is None else args.threshold
-    scores = model.score(texts, texts2 if any(texts2) else None)
+    if isinstance(model, det.TaskEnsemble):
+        task = args.task or ("text" if args.preset in COMMENT_PRESETS else "prompt")
+        scores = model.score(texts, texts2 if any(texts2) else None, task=task)
+    else:
+        scores = model.score(texts, texts2 if any(texts2) else None)
     result = {"file": args.file, "detector": args.detector, **det.metrics(scores, labels, threshold)}
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
