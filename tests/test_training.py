@@ -234,3 +234,62 @@ def test_recipe_reaches_the_trainer_and_the_model(tiny, tmp_path):
     assert model.config.attention_dropout == 0.2
     assert all(layer.self_attn.attention_dropout == 0.2 for layer in model.model.layers)
     training.apply_dropout(model, 0.0)
+
+
+# --------------------------------------------------------------------------- LM head positions
+def test_supervised_head_scores_only_labelled_positions_with_the_same_loss(tiny, monkeypatch):
+    """`sft.lm_head: supervised` projects only the positions with a next-token label (TRL
+    projects all of them off Triton devices); loss and gradients stay the same."""
+    import copy
+
+    import torch
+    import trl.trainer.utils as trl_utils
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    trl_utils.add_fused_lm_head(model)
+    rows, _ = training.supervised_dataset(tok, [c["messages"] for c in CHATS[:4]], 64, "test")
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)(rows)
+    supervised = int((batch["labels"][:, 1:] != -100).sum())
+    positions = batch["input_ids"].shape[0] * (batch["input_ids"].shape[1] - 1)
+    assert 0 < supervised < positions / 3  # most positions are prompt or padding
+
+    projected = []
+    original = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *args):
+            projected.append(hidden.shape[0])
+            return original.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    results = {}
+    try:
+        for which in ("all", "supervised"):
+            training.score_positions(which)
+            model.zero_grad()
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                        fused_lm_head=True, use_cache=False)
+            out.loss.backward()
+            results[which] = (out.loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    finally:
+        training.score_positions("all")
+    assert projected == [positions, supervised]
+    assert results["supervised"][0] == pytest.approx(results["all"][0], rel=1e-6)
+    for name, grad in results["all"][1].items():
+        assert torch.allclose(results["supervised"][1][name], grad, atol=1e-6), name
+    assert trl_utils._use_triton is trl_utils._instructflow_original_use_triton  # `all` restores TRL's own choice
+
+
+def test_lm_head_auto_follows_the_vocabulary(tiny):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model, _ = tiny
+    assert training.effective_lm_head("auto", model) == "all"  # the default's small vocabulary: unchanged arithmetic
+    big = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=2))
+    assert training.effective_lm_head("auto", big) == "supervised"  # SmolLM2's vocabulary
+    assert training.effective_lm_head("all", big) == "all" and training.effective_lm_head("supervised", model) == \
+        "supervised"

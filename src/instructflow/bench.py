@@ -5,6 +5,11 @@ DVC cache are untouched), runs `dvc repro` there `--repeats` times from clean,
 and writes the median wall time of the whole run and of each stage (from
 Snakemake's benchmark files) to `benchmarks/bench.json`. Timing never goes into
 DVC-tracked files and is never asserted in tests.
+
+`--batching` instead measures SFT batching variants (batching mode x which
+positions the LM head scores) against today's padded batching in the same run,
+on the default corpus and on Dolly with SmolLM2-135M-Instruct, and writes the
+medians of interleaved repeats to `benchmarks/batching.json`.
 """
 
 from __future__ import annotations
@@ -56,9 +61,14 @@ def main(argv=None) -> None:
     ap.add_argument("--batching-steps", type=int, default=30, help="optimizer steps per mode, default corpus")
     ap.add_argument("--dolly-steps", type=int, default=5, help="optimizer steps per mode, Dolly on SmolLM2")
     ap.add_argument("--cases", nargs="+", default=["default", "dolly_smollm2"], help="which batching cases to run")
+    ap.add_argument("--batching-repeats", type=int, default=3, help="interleaved repeats per variant (median kept)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="batching variants to measure (padded, today's batching, always runs)")
     args = ap.parse_args(argv)
     if args.batching:
-        result = batching_bench(Path(args.out), args.batching_steps, args.dolly_steps, cases=tuple(args.cases))
+        variants = ("padded", *[v for v in args.variants if v != "padded"])
+        result = batching_bench(Path(args.out), args.batching_steps, args.dolly_steps, args.batching_repeats,
+                                tuple(args.cases), variants)
         print(json.dumps({k: v.get("modes", v) for k, v in result.items() if isinstance(v, dict)}, indent=2))
         return
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -85,9 +95,6 @@ def main(argv=None) -> None:
 
 
 # --------------------------------------------------------------------------- batching (`--batching`)
-BATCHINGS = ("padded", "grouped", "packed", "padding_free")
-
-
 def _default_corpus_case(tmp: Path, n: int):
     """The default corpus's SFT examples, the from-scratch tokenizer and the tiny default model (random init:
     the same arithmetic as the pretrained one)."""
@@ -140,7 +147,8 @@ def _dolly_case(n: int):
     return (chats, tokenizer, fresh, 512), None
 
 
-def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size: int, steps: int, out: Path):
+def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size: int, steps: int, out: Path,
+             lm_head: str = "all"):
     """Train `steps` optimizer steps with one batching mode; time the steps after the first."""
     import time as time_mod
 
@@ -148,7 +156,7 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
 
     from . import config, sft
 
-    cfg = config.SFTConfig(batching=mode, batch_size=batch_size, learning_rate=1e-5, epochs=1.0, max_length=max_length,
+    cfg = config.SFTConfig(batching=mode, lm_head=lm_head, batch_size=batch_size, learning_rate=1e-5, epochs=1.0, max_length=max_length,
                            validation_fraction=0.0, patience=0, save_steps=10**6, threads=1)
     counts = {"real": 0, "slots": 0, "supervised": 0, "examples": 0}
 
@@ -167,7 +175,8 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
             if state.global_step >= steps:
                 control.should_training_stop = True
 
-    trainer = sft.build_trainer(cfg, 1234, "cpu", make_model(), tokenizer, rows, [], max_length, out / mode, out / "live")
+    trainer = sft.build_trainer(cfg, 1234, "cpu", make_model(), tokenizer, rows, [], max_length,
+                                out / f"{mode}-{lm_head}", out / "live")
     collate, clock, seen = trainer.data_collator, Clock(), []
 
     def counting(examples):
@@ -194,17 +203,49 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
             "examples_per_s": round(counts["examples"] / seconds, 2)}
 
 
-def batching_bench(out: Path, steps: int, dolly_steps: int, repeats: int = 2,
-                   cases: tuple = ("default", "dolly_smollm2")) -> dict:
-    """Supervised tokens/s and real-token fraction per batching mode, today's padded batching side by side."""
+# (batching, lm_head) per measured variant; "padded" with every position scored is today's batching.
+VARIANTS = {
+    "padded": ("padded", "all"),
+    "grouped": ("grouped", "all"),
+    "packed": ("packed", "all"),
+    "padding_free": ("padding_free", "all"),
+    "padded+supervised_head": ("padded", "supervised"),
+    "grouped+supervised_head": ("grouped", "supervised"),
+}
+
+
+def summarize(runs: dict[str, list[dict]], baseline: str = "padded") -> dict:
+    """Per variant: the median of the repeats (supervised tokens/s, CPU seconds), every repeat's
+    tokens/s, and the median's ratio to the baseline's median."""
+    import statistics
+
+    out = {}
+    for name, reps in runs.items():
+        rates = [r["supervised_tokens_per_s"] for r in reps]
+        out[name] = {"supervised_tokens_per_s": round(statistics.median(rates), 1),
+                     "repeats_tokens_per_s": rates,
+                     "cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in reps), 2),
+                     "wall_seconds": round(statistics.median(r["wall_seconds"] for r in reps), 2),
+                     "real_token_fraction": reps[0]["real_token_fraction"], "timed_steps": reps[0]["timed_steps"],
+                     "load_average": [r["load_average"] for r in reps]}
+    base = out[baseline]["supervised_tokens_per_s"]
+    for m in out.values():
+        m["speedup_vs_padded"] = round(m["supervised_tokens_per_s"] / base, 2)
+    return out
+
+
+def batching_bench(out: Path, steps: int, dolly_steps: int, repeats: int = 3,
+                   cases: tuple = ("default", "dolly_smollm2"), variants: tuple = tuple(VARIANTS)) -> dict:
+    """Supervised tokens/s and real-token fraction per batching variant, today's padded batching side by side."""
     import torch
 
     from . import training
 
     torch.set_num_threads(1)  # the measurement condition: one thread, as stages run side by side here
-    result = {"what": "sft batching modes, 1 torch thread, CPU seconds of the timed steps (after the first); "
-                      "best of interleaved repeats",
-              "cpu_count": os.cpu_count(), "load_average_at_start": round(os.getloadavg()[0], 2)}
+    result = {"what": "sft batching variants (batching mode x LM-head positions), 1 torch thread, CPU seconds of "
+                      "the timed steps (after the first); median of interleaved repeats; `padded` (every position "
+                      "scored) is today's batching",
+              "cpu_count": os.cpu_count(), "repeats": repeats, "load_average_at_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         todo = {}
@@ -220,25 +261,40 @@ def batching_bench(out: Path, steps: int, dolly_steps: int, repeats: int = 2,
                 continue
             chats, tokenizer, make_model, max_length = case
             rows, stats = training.supervised_dataset(tokenizer, chats, max_length, f"bench {name}")
-            modes = {}
-            # Interleaved repeats, the best of each kept: the machine is shared, and
-            # interference only ever slows a run down.
-            for _ in range(repeats if name == "default" else 1):
-                for mode in BATCHINGS:
+            runs: dict[str, list[dict]] = {v: [] for v in variants}
+            # Interleaved repeats, the median kept: the machine is shared, and one
+            # slow repeat (another job's burst) must not decide a ranking.
+            for _ in range(repeats):
+                for variant in variants:
+                    mode, head = VARIANTS[variant]
                     training.setup_torch(1234, 1)
-                    m = _measure(mode, rows, tokenizer, make_model, max_length, batch_size, n_steps, tmp / name)
-                    print(f"bench batching {name} {mode}: {m}", flush=True)
-                    if mode not in modes or m["supervised_tokens_per_s"] > modes[mode]["supervised_tokens_per_s"]:
-                        modes[mode] = m
-            padded = modes["padded"]["supervised_tokens_per_s"]
-            for m in modes.values():
-                m["speedup_vs_padded"] = round(m["supervised_tokens_per_s"] / padded, 2)
+                    m = _measure(mode, rows, tokenizer, make_model, max_length, batch_size, n_steps, tmp / name, head)
+                    m["load_average"] = round(os.getloadavg()[0], 2)
+                    print(f"bench batching {name} {variant}: {m}", flush=True)
+                    runs[variant].append(m)
+            modes = summarize(runs)
+            model = make_model()
             result[name] = {"rows": stats["rows"], "too_long_dropped": stats["too_long_dropped"],
-                            "batch_size": batch_size, "max_length": max_length, "modes": modes,
+                            "supervised_token_share": round(stats["supervised_tokens"] / stats["tokens"], 3),
+                            "batch_size": batch_size, "max_length": max_length,
+                            "vocab_size": model.config.vocab_size,
+                            "auto_picks": f"{sft_auto_batching()}"
+                                          f"{'+supervised_head' if training.effective_lm_head('auto', model) == 'supervised' else ''}",
+                            "modes": modes,
                             "best": max(modes, key=lambda k: modes[k]["supervised_tokens_per_s"])}
+    result["load_average_at_end"] = round(os.getloadavg()[0], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def sft_auto_batching() -> str:
+    """What `sft.batching: auto` picks on this machine's device."""
+    import torch
+
+    from . import config, sft
+
+    return sft.effective_batching(config.SFTConfig(), "cuda" if torch.cuda.is_available() else "cpu")
 
 
 if __name__ == "__main__":

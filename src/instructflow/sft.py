@@ -17,7 +17,9 @@ merged copy of the weights (538 MB per stage for SmolLM2-135M in the DVC cache);
 `training.load_model` loads base + adapter for every later stage.
 
 Batching (`sft.batching`): padded to the longest, length-grouped, packed, or
-padding-free (examples concatenated, position ids restart per example). A slice
+padding-free (examples concatenated, position ids restart per example). With a
+large vocabulary the LM head scores only the supervised positions
+(`sft.lm_head`; the prompt's positions carry no loss). A slice
 of the training split, chosen by content hash, is held back for validation
 loss; early stopping keeps the best checkpoint. Checkpoints go to
 checkpoints/sft, outside the DVC outputs: a killed run resumes from the last one
@@ -73,6 +75,7 @@ def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenize
     from trl import SFTConfig, SFTTrainer
 
     batching = effective_batching(cfg, device)
+    training.score_positions(training.effective_lm_head(cfg.lm_head, model))
     sft_args = SFTConfig(
         **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))
            | training.batching_args(batching)),
@@ -141,7 +144,8 @@ def main(argv=None) -> None:
 
     # ---- save (one process)
     metrics = training.final_metrics(trainer.state.log_history) | {
-        "method": cfg.method, "batching": effective_batching(cfg, device), "max_length": max_length,
+        "method": cfg.method, "batching": effective_batching(cfg, device),
+        "lm_head": training.effective_lm_head(cfg.lm_head, model), "max_length": max_length,
         "train_examples": len(train), "validation_examples": len(val),
         "train_rows": train_stats["rows"], "validation_rows": val_stats["rows"],
         "too_long_dropped": train_stats["too_long_dropped"] + val_stats["too_long_dropped"],

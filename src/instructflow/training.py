@@ -229,6 +229,43 @@ def batching_args(batching: str) -> dict:
     }[batching]
 
 
+# Vocabulary from which `lm_head: auto` scores only the supervised positions. The head costs
+# vocab x hidden per scored position: for SmolLM2-135M (49152 tokens) that is ~20 % of a step,
+# for the tiny default (1024) almost nothing, and the default keeps its exact arithmetic.
+SUPERVISED_HEAD_VOCAB = 8192
+
+
+def effective_lm_head(setting: str, model) -> str:
+    """`all` or `supervised` for an `lm_head` setting (see `sft.lm_head`)."""
+    if setting != "auto":
+        return setting
+    conf = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return "supervised" if getattr(conf, "vocab_size", 0) >= SUPERVISED_HEAD_VOCAB else "all"
+
+
+def score_positions(which: str) -> None:
+    """Which positions TRL's fused LM head projects in this process: `supervised` or `all`.
+
+    TRL (>= 1.14) computes the SFT loss with a tiled LM head that never builds the full
+    logits, and projects only the positions with a label on Triton devices; elsewhere it
+    projects every position (to keep tile shapes fixed for compiled backends), so on a CPU
+    prompt and padding positions pay for a vocab-wide projection whose result the loss
+    discards. The loss is the same either way (tested); the choice is a module switch in
+    TRL, so it holds for every trainer this process builds after the call."""
+    import trl.trainer.utils as trl_utils
+
+    if not hasattr(trl_utils, "_use_triton"):
+        raise RuntimeError("this TRL has no fused-LM-head switch (trl.trainer.utils._use_triton); set "
+                           "`sft.lm_head: all`")
+    original = getattr(trl_utils, "_instructflow_original_use_triton", trl_utils._use_triton)
+    trl_utils._instructflow_original_use_triton = original
+    trl_utils._use_triton = _always_compact if which == "supervised" else original
+
+
+def _always_compact(device) -> bool:
+    return True
+
+
 # --------------------------------------------------------------------------- lineage of the base model
 def origin_of(folder: Path) -> dict | None:
     """The base model's identity carried in a model folder's lineage (path + hashes, or hub id + revision)."""

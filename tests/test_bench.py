@@ -1,0 +1,29 @@
+"""`make bench --batching`: how repeats become the figures (medians, ratios to today's padded batching).
+No timing is asserted: the figures go to benchmarks/batching.json."""
+
+from instructflow import bench
+
+
+def run(rate, cpu=1.0, load=0.5):
+    return {"supervised_tokens_per_s": rate, "cpu_seconds": cpu, "wall_seconds": cpu, "real_token_fraction": 0.7,
+            "timed_steps": 4, "load_average": load}
+
+
+def test_summary_takes_medians_and_ratios_to_padded():
+    out = bench.summarize({"padded": [run(8.0), run(2.0), run(8.4)],  # one repeat hit by another job's burst
+                           "grouped+supervised_head": [run(16.0), run(17.0, load=3.1), run(16.6)]})
+    assert out["padded"]["supervised_tokens_per_s"] == 8.0 and out["padded"]["speedup_vs_padded"] == 1.0
+    assert out["grouped+supervised_head"]["supervised_tokens_per_s"] == 16.6
+    assert out["grouped+supervised_head"]["speedup_vs_padded"] == round(16.6 / 8.0, 2)
+    assert out["grouped+supervised_head"]["repeats_tokens_per_s"] == [16.0, 17.0, 16.6]
+    assert out["grouped+supervised_head"]["load_average"] == [0.5, 3.1, 0.5]
+
+
+def test_variants_put_todays_batching_first_and_cover_every_mode():
+    assert list(bench.VARIANTS)[0] == "padded" and bench.VARIANTS["padded"] == ("padded", "all")
+    from instructflow import config
+
+    modes = {m for m, _ in bench.VARIANTS.values()}
+    heads = {h for _, h in bench.VARIANTS.values()}
+    enum = config.params_schema()["properties"]["sft"]["properties"]
+    assert modes == set(enum["batching"]["enum"]) - {"auto"} and heads == set(enum["lm_head"]["enum"]) - {"auto"}
