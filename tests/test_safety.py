@@ -44,6 +44,27 @@ def test_every_method_runs(tmp_path, method, lora):
         assert "final_reward_accuracy" in metrics
 
 
+def test_dpo_with_the_supervised_lm_head_ends_where_all_positions_end(tmp_path, monkeypatch):
+    """A large vocabulary makes safety score only reply positions (as sft's lm_head: auto); DPO's
+    per-sequence log-probs, and so the trained weights, are the same up to float rounding."""
+    import torch
+    from safetensors.torch import load_file
+
+    sft_folder = write_model(tmp_path / "sft")
+    out_all, m_all = run_safety(tmp_path / "all", sft_folder, method="dpo")
+    monkeypatch.setattr(training, "effective_lm_head", lambda setting, model: "supervised")
+    try:
+        out_sup, m_sup = run_safety(tmp_path / "sup", sft_folder, method="dpo")
+    finally:
+        training.score_positions("all")
+    assert (m_all["lm_head"], m_sup["lm_head"]) == ("all", "supervised")
+    a, b = load_file(out_all / "model.safetensors"), load_file(out_sup / "model.safetensors")
+    before = load_file(sft_folder / "model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+    assert any(not torch.equal(a[k], before[k]) for k in a)
+
+
 def test_lora_dpo_uses_the_adapter_disabled_model_as_reference(tmp_path, monkeypatch):
     from trl import DPOTrainer
 

@@ -116,6 +116,18 @@ def test_full_sft_every_batching(tmp_path, batching):
     training.load_model_folder(out)
 
 
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+def test_supervised_lm_head_trains_every_method(tmp_path, method):
+    """`lm_head: supervised` (the auto choice for a large vocabulary) runs with every method;
+    the default's small vocabulary keeps every position scored."""
+    _, _, metrics = run_sft(tmp_path / "s", method, lm_head="supervised", batching="padded")
+    assert metrics["lm_head"] == "supervised" and metrics["steps"] > 0 and metrics["final_train_loss"] is not None
+    _, _, auto = run_sft(tmp_path / "a", method, batching="padded")
+    assert auto["lm_head"] == "all"
+    # same examples, same order, same loss up to float rounding
+    assert metrics["final_train_loss"] == pytest.approx(auto["final_train_loss"], abs=2e-3)
+
+
 def folder_bytes(folder) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 

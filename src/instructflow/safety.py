@@ -149,6 +149,9 @@ def main(argv=None) -> None:
     resume = training.prepare_checkpoints(checkpoints, stamp)
     if resume:
         print(f"safety: resuming the killed run from {checkpoints}")
+    # As sft's `lm_head: auto`: with a large vocabulary the fused LM head scores only the reply's positions.
+    lm_head = training.effective_lm_head("auto", model)
+    training.score_positions(lm_head)
     train_fn = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]
     trainer = train_fn(cfg, seed, device, model, tokenizer, train, val, max_length, checkpoints, report, resume)
 
@@ -156,7 +159,8 @@ def main(argv=None) -> None:
     history = trainer.state.log_history
     metrics = training.final_metrics(history) | {
         "pairs": len(pairs), "pairs_by_file": counts, "too_long_dropped": too_long, "train_pairs": len(train),
-        "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "max_length": max_length,
+        "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "lm_head": lm_head,
+        "max_length": max_length,
         "best_step": int(trainer.state.best_global_step or 0)}
     accuracies = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]
     if accuracies:
