@@ -288,9 +288,9 @@ class SFTConfig(RecipeConfig):
                                "CPU, padding_free on a GPU (measured by `make bench`).",
                        enum=["auto", "padded", "grouped", "packed", "padding_free"])
     lm_head: str = _f("auto", "Positions the LM head scores in training: all (TRL's choice off Triton devices), "
-                              "supervised (only those with a label: the loss is the same; the head is ~20 % of "
-                              "SmolLM2-135M's compute and a Dolly reply ~16 % of its tokens), or auto: supervised "
-                              "when the vocabulary has at least 8192 tokens (measured by `make bench`).",
+                              "supervised (only those with a label: the same loss, less compute; `make bench`), or "
+                              "auto: supervised when the vocabulary has at least 8192 tokens (every real model), "
+                              "all for the tiny from-scratch default so its outputs stay as committed.",
                       enum=["auto", "all", "supervised"])
     lora_r: int = _f(16, "LoRA rank when method is lora.", **POSITIVE)
     prompt_tokens: int = _f(16, "Soft-prompt length (virtual tokens) when method is prompt_tuning.", **POSITIVE)
