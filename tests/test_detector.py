@@ -181,9 +181,20 @@ def test_task_ensemble_round_trips_through_safetensors_and_scores_the_same(tmp_p
     feats = det.Features(backend="tfidf-ensemble", n_features=2**12)
     y = [1] * len(UNSAFE) + [0] * len(SAFE)
     w = det.source_weights(["a"] * len(UNSAFE) + ["b"] * 10 + ["c"] * (len(SAFE) - 10), 0.5)
-    model = det.fit_task_ensemble(feats, UNSAFE + SAFE, None, y, seed=0, hidden=16, sample_weight=w)
+    # the same rows again as replies to a question: the exchange head trains on these only
+    texts = UNSAFE + SAFE + ["what do you think?"] * len(y)
+    replies = [""] * len(y) + UNSAFE + SAFE
+    model = det.fit_task_ensemble(feats, texts, replies, y + y, seed=0, hidden=16, sample_weight=np.r_[w, w])
+    assert model.heads == ["all", "exchange"]
     members = model.member_scores(["you pathetic stupid idiot", "the museum opens at ten"])
     assert set(members) == {"tfidf", "hashing", "mlp"}
+    # a row with a reply is scored by the exchange head, a text alone by the `all` head
+    ex = model.member_scores(["what do you think?"], ["you pathetic stupid idiot"], head="exchange")
+    assert model.raw_score(["what do you think?"], ["you pathetic stupid idiot"])[0] == pytest.approx(
+        np.mean([v[0] for v in ex.values()]), rel=1e-6)
+    alone = model.member_scores(["what do you think?"], [""], head="all")
+    assert model.raw_score(["what do you think?"], [""])[0] == pytest.approx(
+        np.mean([v[0] for v in alone.values()]), rel=1e-6)
     raw = model.raw_score(["you pathetic stupid idiot", "the museum opens at ten"])
     assert raw[0] > 0.5 > raw[1]
     np.testing.assert_allclose(raw, np.mean([m for m in members.values()], axis=0), rtol=1e-6)
@@ -194,6 +205,7 @@ def test_task_ensemble_round_trips_through_safetensors_and_scores_the_same(tmp_p
     assert not list((tmp_path / "te").glob("*.pkl"))
     back = det.load(tmp_path / "te")
     assert isinstance(back, det.TaskEnsemble) and back.thresholds == model.thresholds and back.threshold == 0.5
+    assert back.heads == ["all", "exchange"]
     texts, replies = ["how do I bake bread", "you idiot", "shut up moron"], ["mix flour and water", "", "ok"]
     np.testing.assert_allclose(back.score(texts, replies), model.score(texts, replies), rtol=1e-5)
     np.testing.assert_allclose(back.raw_score(texts, replies), model.raw_score(texts, replies), rtol=1e-5)

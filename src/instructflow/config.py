@@ -213,6 +213,8 @@ class DetectorConfig:
     source_weight_power: float = _f(0.0, "tfidf-ensemble: weight each training row by (mean source size / its "
                                     "source's size) ** this, so small sources count; 0 = unweighted, 1 = every "
                                     "source weighs the same.", minimum=0, maximum=1)
+    exchange_head: bool = _f(True, "tfidf-ensemble: a second set of members trained on the rows with a reply only "
+                             "scores exchanges (the first, trained on every row, scores texts alone).")
     threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
 
 

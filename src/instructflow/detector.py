@@ -123,7 +123,8 @@ def main(argv=None) -> None:
     if tasked:
         model = det.fit_task_ensemble(feats, *xs, C=cfg.C, seed=seed, threads=cfg.threads,
                                       sample_weight=det.source_weights([r["source"] for r in fit],
-                                                                       cfg.source_weight_power))
+                                                                       cfg.source_weight_power),
+                                      exchange_head=cfg.exchange_head)
     else:
         model = (det.fit_ensemble if cfg.backend == "ensemble" else det.fit)(feats, *xs, C=cfg.C, seed=seed,
                                                                            threads=cfg.threads)

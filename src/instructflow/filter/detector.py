@@ -323,7 +323,9 @@ def _logit(p):
 
 class TaskEnsemble:
     """Mean P(unsafe) of LR on joined TF-IDF, LR on hashed n-grams per block and an MLP on
-    embeddings, with a threshold per task.
+    embeddings, with a threshold per task. Two heads of these members: `all` (trained on every
+    row; scores texts alone) and, when present, `exchange` (trained on rows with a reply; scores
+    rows with a reply). Tensors are named `<head>.<member>.<weight>`.
 
     `score` returns the mean probability shifted in logit space so that each task's own threshold
     lands on `self.threshold` (0.5): a single cut, `flag()` and the filter's one threshold then
@@ -342,12 +344,19 @@ class TaskEnsemble:
         self.featurizer = Featurizer(feats, threads)
         self.intercept = 0.0
 
-    def member_scores(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    @property
+    def heads(self) -> list[str]:
+        return sorted({k.split(".", 1)[0] for k in self.tensors})
+
+    def member_scores(self, texts: Sequence[str], texts2: Sequence[str] | None = None,
+                      head: str = "all") -> dict[str, np.ndarray]:
+        """Each member's P(unsafe) from one head's weights (`all`, or `exchange`)."""
         from scipy import sparse
 
         texts = [str(t or "") for t in texts]
         texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
-        t, fz = self.tensors, self.featurizer
+        fz = self.featurizer
+        t = {k.split(".", 1)[1]: v for k, v in self.tensors.items() if k.startswith(head + ".")}
         xt = fz._joined_counts(texts, texts2) @ sparse.diags(t["tfidf.idf"])
         norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
         xt = sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ xt
@@ -359,11 +368,19 @@ class TaskEnsemble:
                 "mlp": _sigmoid((hidden @ t["mlp.W1"]).ravel() + t["mlp.b1"][0])}
 
     def raw_score(self, texts: Sequence[str], texts2: Sequence[str] | None = None, batch: int = 4096) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), batch):
-            m = self.member_scores(texts[i:i + batch], None if texts2 is None else texts2[i:i + batch])
-            out.append(np.mean([m[k] for k in self.MEMBERS], axis=0))
-        return np.concatenate(out) if out else np.zeros(0)
+        """Mean member P(unsafe); rows with a reply use the `exchange` head when there is one."""
+        texts = [str(t or "") for t in texts]
+        texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+        out = np.zeros(len(texts))
+        ex = np.array([bool(b) for b in texts2], dtype=bool)
+        groups = [("exchange", np.flatnonzero(ex)), ("all", np.flatnonzero(~ex))] if "exchange" in self.heads \
+            else [("all", np.arange(len(texts)))]
+        for head, idx in groups:
+            for i in range(0, len(idx), batch):
+                j = idx[i:i + batch]
+                m = self.member_scores([texts[k] for k in j], [texts2[k] for k in j], head)
+                out[j] = np.mean([m[k] for k in self.MEMBERS], axis=0)
+        return out
 
     def tasks(self, texts2: Sequence[str] | None, n: int, task: str | None = None) -> list[str]:
         """Each row's task: `task` for the rows without a reply when given, else by shape."""
@@ -494,21 +511,12 @@ def source_weights(sources: Sequence[str], power: float = 0.5) -> np.ndarray | N
     return w / w.mean()
 
 
-def fit_task_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, labels: Sequence[int], *,
-                      C: float = 4.0, seed: int = 0, threads: int = 1, featurizer: Featurizer | None = None,
-                      hidden: int = 256, sample_weight: np.ndarray | None = None) -> TaskEnsemble:
-    """Train the three members of a TaskEnsemble on the same (optionally weighted) rows.
-    Thresholds are set afterwards (choose_task_thresholds on validation rows)."""
+def _fit_members(fz: Featurizer, texts: list[str], texts2: list[str], y: np.ndarray, w, C: float, seed: int,
+                 hidden: int, prefix: str) -> dict[str, np.ndarray]:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
-    y = np.asarray(labels, dtype=int)
-    if len(set(y.tolist())) < 2:
-        raise ValueError("the detector needs both safe and unsafe rows to train")
-    texts = [str(t or "") for t in texts]
-    texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
-    fz = featurizer or Featurizer(feats, threads)
     counts = fz._joined_counts(texts, texts2)
     # smooth idf, as sklearn's TfidfTransformer: ln((1 + n) / (1 + df)) + 1
     df = np.bincount(counts.indices, minlength=counts.shape[1])
@@ -517,17 +525,42 @@ def fit_task_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[st
     norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
     xt = sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ xt
     lr_t = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=3000, random_state=seed)
-    lr_t.fit(xt, y, sample_weight=sample_weight)
+    lr_t.fit(xt, y, sample_weight=w)
     xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
     lr_h = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=3000, random_state=seed)
-    lr_h.fit(xh, y, sample_weight=sample_weight)
+    lr_h.fit(xh, y, sample_weight=w)
     a, b = fz._embed(texts), fz._embed(texts2)
     mlp = MLPClassifier(hidden_layer_sizes=(hidden,), early_stopping=True, random_state=seed, max_iter=200)
-    mlp.fit(np.hstack([a, b, a * b]), y, sample_weight=sample_weight)
+    mlp.fit(np.hstack([a, b, a * b]), y, sample_weight=w)
     tensors = {"tfidf.idf": idf, "tfidf.coef": lr_t.coef_.ravel(), "tfidf.intercept": lr_t.intercept_,
                "hashing.coef": lr_h.coef_.ravel(), "hashing.intercept": lr_h.intercept_,
                "mlp.W0": mlp.coefs_[0], "mlp.b0": mlp.intercepts_[0], "mlp.W1": mlp.coefs_[1],
                "mlp.b1": mlp.intercepts_[1]}
+    return {f"{prefix}.{k}": v for k, v in tensors.items()}
+
+
+def fit_task_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[str] | None, labels: Sequence[int], *,
+                      C: float = 4.0, seed: int = 0, threads: int = 1, featurizer: Featurizer | None = None,
+                      hidden: int = 256, sample_weight: np.ndarray | None = None,
+                      exchange_head: bool = True) -> TaskEnsemble:
+    """Train a TaskEnsemble's members on the (optionally weighted) rows: the `all` head on every
+    row and, with `exchange_head`, a second set on the rows with a reply only, which scores
+    exchanges. Measured (docs/filter.md): texts alone are ranked better by a model that also saw
+    exchanges (a harmful question is a harmful prompt), exchanges better by one that saw only
+    exchanges (tweets and chat prompts pull the reply weights elsewhere). Thresholds are set
+    afterwards (choose_task_thresholds on validation rows)."""
+    y = np.asarray(labels, dtype=int)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the detector needs both safe and unsafe rows to train")
+    texts = [str(t or "") for t in texts]
+    texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    fz = featurizer or Featurizer(feats, threads)
+    tensors = _fit_members(fz, texts, texts2, y, w, C, seed, hidden, "all")
+    ex = np.flatnonzero([bool(b) for b in texts2])
+    if exchange_head and len(set(y[ex].tolist())) == 2:
+        tensors |= _fit_members(fz, [texts[i] for i in ex], [texts2[i] for i in ex], y[ex],
+                                None if w is None else w[ex], C, seed, hidden, "exchange")
     model = TaskEnsemble(feats, tensors, threads=threads)
     model.featurizer = fz
     return model

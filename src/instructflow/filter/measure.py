@@ -1,7 +1,7 @@
 """Measure harm-detector candidates side by side on the public labelled sets.
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
-        [--candidates reference,ensemble,tfidf-ensemble] [--target-precision 0.8] [--cache FILE.npz]
+        [--candidates reference,ensemble,tfidf-ensemble] [--target-precision 0.75] [--cache FILE.npz]
         [--source-weight-power 0.5]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
@@ -199,7 +199,7 @@ def main(argv=None) -> None:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default="reports/detector/shared.json")
     ap.add_argument("--candidates", default="reference,ensemble,tfidf-ensemble")
-    ap.add_argument("--target-precision", type=float, default=0.8,
+    ap.add_argument("--target-precision", type=float, default=0.75,
                     help="thresholds: highest recall at this precision on the validation slice; 0 = best F1")
     ap.add_argument("--C", type=float, default=4.0)
     ap.add_argument("--embedding-model", default="")
@@ -207,6 +207,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="", help="file to memoise embeddings in (npz, no pickle)")
     ap.add_argument("--source-weight-power", type=float, default=0.5,
                     help="tfidf-ensemble: rows weighted (mean source size / source size) ** this; 0 = unweighted")
+    ap.add_argument("--exchange-head", action=argparse.BooleanOptionalAction, default=True,
+                    help="tfidf-ensemble: score exchanges with members trained on exchange rows only")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args(argv)
 
@@ -232,7 +234,8 @@ def main(argv=None) -> None:
             if name == "tfidf-ensemble":
                 model = det.fit_task_ensemble(
                     feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C, seed=args.seed,
-                    featurizer=fz, sample_weight=det.source_weights(fit_rows["sources"], args.source_weight_power))
+                    featurizer=fz, sample_weight=det.source_weights(fit_rows["sources"], args.source_weight_power),
+                    exchange_head=args.exchange_head)
                 val_scores = model.raw_score(val_rows["texts"], val_rows["texts2"])
                 model.thresholds = det.choose_task_thresholds(val_scores, val_rows["labels"], val_rows["tasks"],
                                                               args.target_precision)
