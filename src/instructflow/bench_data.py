@@ -7,8 +7,10 @@ ingest -> validate -> format -> detector once (not timed) so the filter has a tr
 detector. Then, per size, a seeded generator writes N raw records with the mix a real
 corpus has (single- and multi-turn SFT, preference pairs, prompt-only and labelled rows,
 about 1 % broken: parse errors, empty turns, exact duplicates) and each stage runs in
-its own process, as `dvc repro` would run it, timed with its peak memory. Figures go to
-`--out` (never to a DVC-tracked file) and are never asserted in tests.
+its own process, as `dvc repro` would run it (with its worker processes: the stages' `workers`
+params, 0 = every usable core), timed (wall and CPU seconds, workers included) with its peak
+memory, and the load average noted (other jobs inflate wall time). Figures go to `--out`
+(never to a DVC-tracked file) and are never asserted in tests.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from pathlib import Path
 from .records import atomic_open, dumps, make_record
 
 STAGES = ("validate", "format", "filter")
-# Run a stage module in a child process and report its own peak RSS (ru_maxrss, KiB on Linux).
+# Run a stage module in a child process and report its peak RSS (ru_maxrss, KiB on Linux) and CPU
+# seconds: its own and its worker processes' (RUSAGE_CHILDREN: the pool's workers, once joined).
 WRAPPER = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
            "code = 0\ntry:\n runpy.run_module(sys.argv[0], run_name='__main__')\n"
            "except SystemExit as e:\n code = e.code\n"
            "u = resource.getrusage(resource.RUSAGE_SELF)\n"
-           "print('BENCH_MAXRSS_KB', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)\n"
+           "c = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+           "print('BENCH_MAXRSS_KB', u.ru_maxrss, u.ru_utime + u.ru_stime, c.ru_maxrss, c.ru_utime + c.ru_stime,"
+           " file=sys.stderr)\n"
            "sys.exit(code)")
 
 
@@ -112,10 +117,15 @@ def run_stage(module: str, args: list[str], cwd: Path, env: dict, log: Path) -> 
     if proc.returncode != 0:
         raise SystemExit(f"bench: {module} failed (exit {proc.returncode}); see {log}\n{proc.stderr[-2000:]}")
     usage = [line.split()[1:] for line in proc.stderr.splitlines() if line.startswith("BENCH_MAXRSS_KB")]
-    # CPU seconds (user + system) say what the stage costs even when other jobs share the cores;
-    # wall seconds are what a user waits.
-    return {"wall_s": round(wall, 2), "cpu_s": round(float(usage[-1][1]), 2) if usage else None,
-            "max_rss_mb": round(int(usage[-1][0]) / 1024, 1) if usage else None}
+    if not usage:
+        return {"wall_s": round(wall, 2), "cpu_s": None, "max_rss_mb": None}
+    rss, cpu, child_rss, child_cpu = usage[-1]
+    # CPU seconds (user + system, the stage's process and its workers) say what the stage costs even
+    # when other jobs share the cores; wall seconds are what a user waits. Peak RSS: the stage's
+    # process, and the largest worker (each worker holds its own chunk).
+    return {"wall_s": round(wall, 2), "cpu_s": round(float(cpu) + float(child_cpu), 2),
+            "cpu_workers_s": round(float(child_cpu), 2), "max_rss_mb": round(int(rss) / 1024, 1),
+            "max_worker_rss_mb": round(int(child_rss) / 1024, 1)}
 
 
 def prepare(work: Path, params: Path, env: dict) -> None:
@@ -143,8 +153,10 @@ def main(argv=None) -> None:
     work = Path(args.work or tmp.name).resolve()
     (work / "logs").mkdir(parents=True, exist_ok=True)
     result = {
-        "what": "validate + format + filter on N synthetic raw records, each stage in its own process",
-        "machine": {"cpu_count": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "what": "validate + format + filter on N synthetic raw records, each stage in its own process "
+                "(with its worker processes: `workers` params, 0 = every usable core)",
+        "machine": {"cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+                    "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
                     "python": platform.python_version(), "platform": platform.platform()},
         "sizes": {},
     }
@@ -156,6 +168,8 @@ def main(argv=None) -> None:
             run_dir.mkdir()
             t0 = time.perf_counter()
             mix = synthetic_records(n, args.seed, run_dir / "raw.jsonl")
+            # Other jobs on the machine inflate wall seconds (not CPU seconds): the load says how much.
+            load_before = [round(x, 2) for x in os.getloadavg()]
             gen_s = time.perf_counter() - t0
             stages = {
                 "validate": run_stage("validate", ["--params", str(work / "params.yaml"), "--raw", "raw.jsonl",
@@ -168,12 +182,13 @@ def main(argv=None) -> None:
                                                "--detector", str(work / "models/detector"), "--out", "filtered",
                                                "--report", "rep/filter"], run_dir, env, run_dir / "filter.log"),
             }
-            total = sum(s["wall_s"] for s in stages.values())
+            total = sum(s["wall_s"] for s in stages.values())  # the stages run one after the other
             cpu = sum(s["cpu_s"] or 0 for s in stages.values())
             val = json.loads((run_dir / "rep/validate/summary.json").read_text())
             result["sizes"][str(n)] = {
                 "records": n, "mix": mix, "generate_s": round(gen_s, 1), "stages": stages,
                 "total_s": round(total, 1), "total_cpu_s": round(cpu, 1), "records_per_s": round(n / total),
+                "under_a_minute": total < 60, "load_avg_before": load_before,
                 "load_avg_after": [round(x, 2) for x in os.getloadavg()],
                 "valid": val["valid"], "quarantined": val["quarantined"],
             }

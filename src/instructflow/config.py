@@ -135,6 +135,8 @@ class ValidateConfig:
                                         "(names the source, file and top rule).", **PROBABILITY)
     chunk_size: int = _f(100000, "Rows per Great Expectations run: bounds memory (about 1.3 GB at 100k rows).",
                          **POSITIVE)
+    workers: int = _f(0, "Worker processes running the suites, one chunk each (each holds a chunk in memory); "
+                      "0 = the cores this process may use. Outputs do not depend on it.", **NON_NEGATIVE)
 
 
 # --------------------------------------------------------------------------- format
@@ -144,6 +146,8 @@ class FormatConfig:
     system_prompt: str = _f("", "Optional system message prepended to every chat example.")
     test_fraction: float = _f(0.2, "Share of labelled records (split auto) put in the test split, by content hash.",
                               **FRACTION)
+    workers: int = _f(0, "Worker processes formatting chunks of the file; 0 = the cores this process may use. "
+                      "Outputs do not depend on it.", **NON_NEGATIVE)
 
 
 # --------------------------------------------------------------------------- filter
@@ -177,6 +181,9 @@ class FilterConfig:
                                    maximum=1)
     batch_size: int = _f(8192, "Examples scored per detector batch (bounds memory).", **POSITIVE)
     threads: int = _f(1, "torch CPU threads for an embedding detector.", **POSITIVE)
+    workers: int = _f(0, "Worker processes scoring, hashing and checking batches (duplicates are then decided "
+                      "in order by one process); 0 = the cores this process may use. Outputs do not depend on it.",
+                      **NON_NEGATIVE)
     keywords: bool = _f(False, "Also run the legacy keyword detector (the lists below); never the main one.")
     harmful_terms: list = _f([], "Keyword detector: words that mark a request as harmful (whole words).")
     compliance_markers: list = _f([], "Keyword detector: phrases that show a response complies with a request.")

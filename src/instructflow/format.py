@@ -22,7 +22,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from . import config, lineage
-from .records import atomic_open, dumps, hash_fraction, prompt_of, read_jsonl, write_json
+from .records import (atomic_open, dumps, hash_fraction, line_chunks, loads, ordered_map, prompt_of, read_chunk,
+                      workers_for, write_json)
+
+NAMES = ("sft", "pairs", "prompts", "labelled", "eval")
+CHUNK = 20000  # records per worker task: small enough to keep every worker busy, big enough to amortise
+_CFG: config.FormatConfig | None = None  # set before the workers fork
 
 TASK_FAMILIES = ("antonym", "category", "repeat", "last_word", "sentiment")
 EVAL_GROUPS = {"harmful": "harmful", "lookalike": "lookalike", **{f: "task" for f in TASK_FAMILIES}}
@@ -115,7 +120,41 @@ def labelled_row(record: dict, test_fraction: float) -> dict:
     return row
 
 
+def route(record: dict, cfg: config.FormatConfig) -> tuple[str, dict]:
+    """(output name, row) for one validated record: every record goes to exactly one output."""
+    kind = record["kind"]
+    if kind == "preference":
+        return "pairs", preference_pair(record, cfg.system_prompt)
+    if kind == "labelled":
+        return "labelled", labelled_row(record, cfg.test_fraction)
+    if split_of(record, cfg.eval_fraction) == "eval":
+        return "eval", eval_prompt(record, cfg.system_prompt)
+    if kind == "prompt":
+        return "prompts", training_prompt(record, cfg.system_prompt)
+    return "sft", chat_example(record, cfg.system_prompt)
+
+
+def format_chunk(task: tuple[str, int, int]) -> tuple[dict[str, str], dict]:
+    """One chunk of valid.jsonl -> the text each output gets from it, and its counts."""
+    path, offset, count = task
+    texts: dict[str, list[str]] = {n: [] for n in NAMES}
+    counts = {"by_source": {}, "groups": Counter(), "labelled_splits": Counter(), "tasks": Counter()}
+    for line in read_chunk(path, offset, count):
+        record = loads(line)
+        name, row = route(record, _CFG)
+        if name == "labelled":
+            counts["labelled_splits"][row["split"]] += 1
+            counts["tasks"][f"{row['task']}/{row['split']}"] += 1
+        elif name == "eval":
+            counts["groups"][f"{row['group']}/{'heldout' if row['heldout'] else 'seen'}"] += 1
+        texts[name].append(dumps(row) + "\n")
+        counts["by_source"].setdefault(record["source"], Counter())[name] += 1
+    counts["rows"] = {n: len(t) for n, t in texts.items()}
+    return {n: "".join(t) for n, t in texts.items()}, counts
+
+
 def main(argv=None) -> None:
+    global _CFG
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default=config.PARAMS_FILE)
     ap.add_argument("--valid", default="data/validated/valid.jsonl")
@@ -125,38 +164,31 @@ def main(argv=None) -> None:
     cfg, seed = config.load("format", args.params)
     out = Path(args.out)
 
-    # ---- route every record to exactly one output, streaming (bounded memory at any size)
-    names = ("sft", "pairs", "prompts", "labelled", "eval")
-    counts = {n: 0 for n in names}
+    # ---- route every record to exactly one output: chunks of the file in worker processes,
+    # written in file order (the bytes do not depend on the number of workers), memory bounded
+    _CFG = cfg
+    counts = {n: 0 for n in NAMES}
     by_source: dict[str, Counter] = {}
     groups, labelled_splits, tasks = Counter(), Counter(), Counter()
+    chunks = [(args.valid, offset, n) for offset, n in line_chunks(args.valid, CHUNK)]
     with ExitStack() as stack:  # a failure anywhere leaves none of the outputs behind
-        handles = {n: stack.enter_context(atomic_open(out / f"{n}.jsonl")) for n in names}
-        for record in read_jsonl(args.valid):
-            kind = record["kind"]
-            if kind == "preference":
-                name, row = "pairs", preference_pair(record, cfg.system_prompt)
-            elif kind == "labelled":
-                name, row = "labelled", labelled_row(record, cfg.test_fraction)
-                labelled_splits[row["split"]] += 1
-                tasks[f"{row['task']}/{row['split']}"] += 1
-            elif split_of(record, cfg.eval_fraction) == "eval":
-                name, row = "eval", eval_prompt(record, cfg.system_prompt)
-                groups[f"{row['group']}/{'heldout' if row['heldout'] else 'seen'}"] += 1
-            elif kind == "prompt":
-                name, row = "prompts", training_prompt(record, cfg.system_prompt)
-            else:
-                name, row = "sft", chat_example(record, cfg.system_prompt)
-            handles[name].write(dumps(row) + "\n")
-            counts[name] += 1
-            by_source.setdefault(record["source"], Counter())[name] += 1
+        handles = {n: stack.enter_context(atomic_open(out / f"{n}.jsonl")) for n in NAMES}
+        for texts, c in ordered_map(format_chunk, chunks, min(workers_for(cfg.workers), len(chunks))):
+            for name, text in texts.items():
+                handles[name].write(text)
+                counts[name] += c["rows"][name]
+            for src, by_name in c["by_source"].items():
+                by_source.setdefault(src, Counter()).update(by_name)
+            groups.update(c["groups"])
+            labelled_splits.update(c["labelled_splits"])
+            tasks.update(c["tasks"])
 
     summary = {
         **counts,
         "eval_by_group": dict(sorted(groups.items())),
         "labelled_by_split": dict(sorted(labelled_splits.items())),
         "labelled_by_task": dict(sorted(tasks.items())),
-        "by_source": {src: {n: c.get(n, 0) for n in names} for src, c in sorted(by_source.items())},
+        "by_source": {src: {n: c.get(n, 0) for n in NAMES} for src, c in sorted(by_source.items())},
         "lineage": lineage.stamp("format", [args.valid], cfg, seed),
     }
     write_json(Path(args.report) / "summary.json", summary)

@@ -24,9 +24,10 @@ SystemExit naming the file, the source and the rule, and leave no output behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import gc
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from . import config, lineage
-from .records import KINDS, RAW_FIELDS, atomic_open, dumps, normalize_text, write_json
+from .records import KINDS, RAW_FIELDS, Workers, atomic_open, dumps, normalize_text, workers_for, write_json
 
 LABEL_TASKS = config.LABEL_TASKS
 DERIVED = ("id_repeat", "duplicate_of", "roles", "n_turns", "labels_type", "harmful_prompt", "harmful_labelled",
@@ -100,19 +101,54 @@ def content_key(record: dict) -> bytes:
     return hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def read_lines(path):
-    """(raw line, record) per non-blank line: valid records are written back byte for byte, so
-    orjson's one lossy corner (integers past 64 bits read as floats) never reaches an output
-    but a quarantined row's copy."""
+def parse(line: bytes):
+    """One raw line: valid records are written back byte for byte, so orjson's one lossy corner
+    (integers past 64 bits read as floats) never reaches an output but a quarantined row's copy."""
     import orjson  # 3x faster than json here, and validate reads every record twice
 
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # NaN, huge integers: what json.dumps may have written
+        return json.loads(line)
+
+
+def read_lines(path):
+    """(raw line, record) per non-blank line."""
     with open(path, "rb") as fh:
         for line in fh:
             if line.strip():
-                try:
-                    yield line, orjson.loads(line)
-                except orjson.JSONDecodeError:  # NaN, huge integers: what json.dumps may have written
-                    yield line, json.loads(line)
+                yield line, parse(line)
+
+
+def read_chunk_lines(path, offset: int, count: int) -> list[bytes]:
+    """`count` non-blank lines (bytes.strip, as read_lines skips) from byte `offset`."""
+    out = []
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for line in fh:
+            if line.strip():
+                out.append(line)
+                if len(out) == count:
+                    break
+    return out
+
+
+def chunk_offsets(path, size: int) -> list[tuple[int, int]]:
+    """(byte offset, rows) of each chunk of `size` non-blank lines, in one read of the file."""
+    chunks, start, n, pos = [], 0, 0, 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                if n == 0:
+                    start = pos
+                n += 1
+                if n == size:
+                    chunks.append((start, n))
+                    n = 0
+            pos += len(line)
+    if n:
+        chunks.append((start, n))
+    return chunks
 
 
 class Seen:
@@ -127,12 +163,14 @@ class Seen:
         """(id used before, id of the earlier record with the same content). Unparseable rows
         are skipped for duplicates: they carry no content, and tagging them as duplicates of
         each other would only hide the real reason they are quarantined."""
-        rid = rec.get("id")
+        return self.mark_key(rec.get("id"), None if rec.get("error") is not None else content_key(rec))
+
+    def mark_key(self, rid, key: bytes | None) -> tuple[bool, str | None]:
+        """`mark` with the content key already computed (None: an unparseable row)."""
         repeat = rid in self.ids
         self.ids.add(rid)
-        if rec.get("error") is not None:
+        if key is None:
             return repeat, None
-        key = content_key(rec)
         if key in self.keys:
             return repeat, self.keys[key]
         self.keys[key] = rid
@@ -362,81 +400,149 @@ def load_tokenizer(cfg: config.ValidateConfig):
     return AutoTokenizer.from_pretrained(cfg.tokenizer)  # a local folder; never trust_remote_code
 
 
+_STATE: dict = {}  # what the chunk tasks read: set in validate_file before the workers fork
+
+
+def _keys_task(task: tuple[str, int, int]) -> tuple[list, list]:
+    """Ids and content keys of one chunk (None for unparseable rows): the part of the duplicate
+    check that needs the record; which copy came first is then decided in file order."""
+    path, offset, count = task
+    ids, keys = [], []
+    with paused_gc():
+        for line in read_chunk_lines(path, offset, count):
+            rec = parse(line)
+            ids.append(rec.get("id"))
+            keys.append(None if rec.get("error") is not None else content_key(rec))
+    return ids, keys
+
+
+def _suite_task(task: tuple[str, int, int, list, int]) -> dict:
+    path, offset, count, marks, n_chunk = task
+    with paused_gc():
+        lines = read_chunk_lines(path, offset, count)
+        return check_chunk(path, lines, [parse(line) for line in lines], marks, n_chunk)
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """No cyclic GC while a chunk's 10^5 records are built: each full collection would walk them
+    all (a tenth of the run time at 1M rows); what is freed is freed by reference counting."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def check_chunk(raw: str, lines: list[bytes], chunk: list[dict], marks: list, n_chunk: int) -> dict:
+    """Both suites over one chunk: the valid and quarantine lines it gives, with its counts, or
+    `error` (a dataset-level failure, raised by the caller in file order)."""
+    cfg, runner = _STATE["cfg"], _STATE["runner"]
+    frame, tframe = build_frames(chunk, marks, _STATE["tokenizer"])
+    rec_results = runner.run("raw_records", frame, n_chunk)
+    turn_results = runner.run("raw_turns", tframe, n_chunk)
+    results = rec_results | turn_results
+    broken = [name for name, r in results.items() if _raised(r)]
+    if broken:  # a rule that could not run must not silently pass its rows
+        return {"error": f"{raw}: rule(s) {broken} could not be evaluated"}
+    schema = rec_results[SCHEMA_RULE]
+    if not schema.success:
+        return {"error": f"{raw}: dataset rule {SCHEMA_RULE} failed: columns differ from the raw "
+                         f"record schema {schema.result.get('details', {}).get('mismatched')}"}
+    out = {"error": None, "valid": [], "quarantine": [], "by_rule": Counter(), "sources": {},
+           "expectations": {name: (bool(r.success), r.result.get("unexpected_count", 0))
+                            for name, r in results.items() if name != SCHEMA_RULE}}
+    failures = chunk_failures(rec_results, turn_results, tframe, len(chunk))
+    for i, rec in enumerate(chunk):
+        src = out["sources"].setdefault(str(rec.get("source")), {
+            "rows": 0, "valid": 0, "quarantined": 0, "quarantined_by_rule": Counter(), "files": Counter(),
+            "example": None})
+        src["rows"] += 1
+        if i not in failures:
+            out["valid"].append(lines[i].decode("utf-8").rstrip("\r\n") + "\n")
+            src["valid"] += 1
+            continue
+        rules = sorted({rule for rule, _ in failures[i]})
+        why = "; ".join(f"{where + ': ' if where else ''}{RULE_TEXT.get(rule, rule)}"
+                        + (f" ({rec['error']})" if rule == PARSE_RULE else "")
+                        + (f" ({marks[i][1]})" if rule == DUPLICATE_RULE else "")
+                        for rule, where in failures[i])
+        detail = f"{rec.get('source')} {rec.get('locator')}: {why}"
+        out["quarantine"].append(dumps({**rec, "quarantine_rules": rules, "quarantine_detail": detail}) + "\n")
+        out["by_rule"].update(rules)
+        src["quarantined"] += 1
+        src["quarantined_by_rule"].update(rules)
+        src["files"][_file_of(rec.get("locator"))] += 1
+        src["example"] = src["example"] or detail
+    out["n_valid"], out["n_quarantined"] = len(out["valid"]), len(out["quarantine"])
+    out["valid"], out["quarantine"] = "".join(out["valid"]), "".join(out["quarantine"])
+    return out
+
+
 def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | None = None) -> dict:
     """Stream `raw` into out/valid.jsonl and out/quarantine.jsonl; SystemExit (and no output)
-    on a dataset-level failure. Returns the summary."""
-    n_rows = count_rows(raw)
+    on a dataset-level failure. Returns the summary.
+
+    Chunks of `chunk_size` rows run in `workers` processes, in two passes: ids and content keys
+    (first copies decided in file order here), then both suites per chunk; results are written in
+    file order, so the outputs do not depend on the number of workers. Data Docs are built by one
+    Great Expectations context, so with `docs` the suites run in this process."""
+    chunks = chunk_offsets(raw, cfg.chunk_size)
+    n_rows = sum(n for _, n in chunks)
     if n_rows < cfg.min_rows:
         raise SystemExit(f"{raw}: dataset rule {ROWS_RULE} failed: {n_rows} rows, "
                          f"need at least {cfg.min_rows} (validate.min_rows)")
-    tokenizer = load_tokenizer(cfg)
+    workers = 1 if docs is not None else min(workers_for(cfg.workers), len(chunks))
     tmp_docs = None if docs is None else docs.with_name(f".{docs.name}.tmp-{os.getpid()}")
     if tmp_docs is not None:
         shutil.rmtree(tmp_docs, ignore_errors=True)
-    runner, seen = None, Seen()
+    seen = Seen()
     by_rule, expectations = Counter(), {}
     per_source: dict[str, dict] = defaultdict(lambda: {"rows": 0, "valid": 0, "quarantined": 0,
                                                        "quarantined_by_rule": Counter(), "files": Counter(),
                                                        "example": None})
     n_valid = n_quarantined = 0
+    # Built before the workers fork, so they share it: GE's import and context cost seconds each.
+    _STATE.update(cfg=cfg, tokenizer=load_tokenizer(cfg),
+                  runner=Runner(build_suites(cfg, list(RAW_FIELDS) + list(DERIVED)), tmp_docs))
+    stack = contextlib.ExitStack()
     try:
+        tasks = [(raw, offset, n) for offset, n in chunks]
+        pool = stack.enter_context(Workers(workers, _keys_task, _suite_task))
+        marks = [[seen.mark_key(rid, key) for rid, key in zip(*ids_keys)]
+                 for ids_keys in pool.map(_keys_task, tasks)]
         with atomic_open(out / "valid.jsonl") as vfh, atomic_open(out / "quarantine.jsonl") as qfh:
-            offset = 0
-            lines = read_lines(raw)
-            while True:
-                pairs = list(itertools.islice(lines, cfg.chunk_size))
-                if not pairs:
-                    break
-                chunk = [rec for _, rec in pairs]
-                marks = [seen.mark(rec) for rec in chunk]
-                frame, tframe = build_frames(chunk, marks, tokenizer)
-                if runner is None:
-                    runner = Runner(build_suites(cfg, list(frame.columns)), tmp_docs)
-                n_chunk = offset // cfg.chunk_size
-                rec_results = runner.run("raw_records", frame, n_chunk)
-                turn_results = runner.run("raw_turns", tframe, n_chunk)
-                results = rec_results | turn_results
-                broken = [name for name, r in results.items() if _raised(r)]
-                if broken:  # a rule that could not run must not silently pass its rows
-                    raise SystemExit(f"{raw}: rule(s) {broken} could not be evaluated")
-                schema = rec_results[SCHEMA_RULE]
-                if not schema.success:
-                    raise SystemExit(f"{raw}: dataset rule {SCHEMA_RULE} failed: columns differ from the raw "
-                                     f"record schema {schema.result.get('details', {}).get('mismatched')}")
-                for name, r in results.items():
-                    if name != SCHEMA_RULE:
-                        e = expectations.setdefault(name, {"success": True, "unexpected_count": 0})
-                        e["success"] = e["success"] and bool(r.success)
-                        e["unexpected_count"] += r.result.get("unexpected_count", 0)
-                failures = chunk_failures(rec_results, turn_results, tframe, len(chunk))
-                for i, rec in enumerate(chunk):
-                    src = per_source[str(rec.get("source"))]
-                    src["rows"] += 1
-                    if i not in failures:
-                        vfh.write(pairs[i][0].decode("utf-8").rstrip("\r\n") + "\n")
-                        src["valid"] += 1
-                        n_valid += 1
-                        continue
-                    rules = sorted({rule for rule, _ in failures[i]})
-                    why = "; ".join(f"{where + ': ' if where else ''}{RULE_TEXT.get(rule, rule)}"
-                                    + (f" ({rec['error']})" if rule == PARSE_RULE else "")
-                                    + (f" ({marks[i][1]})" if rule == DUPLICATE_RULE else "")
-                                    for rule, where in failures[i])
-                    detail = f"{rec.get('source')} {rec.get('locator')}: {why}"
-                    qfh.write(dumps({**rec, "quarantine_rules": rules, "quarantine_detail": detail}) + "\n")
-                    by_rule.update(rules)
-                    src["quarantined"] += 1
-                    src["quarantined_by_rule"].update(rules)
-                    src["files"][_file_of(rec.get("locator"))] += 1
-                    src["example"] = src["example"] or detail
-                    n_quarantined += 1
-                offset += len(chunk)
+            suite_tasks = [(*t, m, k) for k, (t, m) in enumerate(zip(tasks, marks))]
+            del marks
+            for res in pool.map(_suite_task, suite_tasks):
+                if res["error"]:
+                    raise SystemExit(res["error"])
+                for name, (ok, count) in res["expectations"].items():
+                    e = expectations.setdefault(name, {"success": True, "unexpected_count": 0})
+                    e["success"] = e["success"] and ok
+                    e["unexpected_count"] += count
+                vfh.write(res["valid"])
+                qfh.write(res["quarantine"])
+                n_valid += res["n_valid"]
+                n_quarantined += res["n_quarantined"]
+                by_rule.update(res["by_rule"])
+                for name, part in res["sources"].items():
+                    src = per_source[name]
+                    for k in ("rows", "valid", "quarantined"):
+                        src[k] += part[k]
+                    src["quarantined_by_rule"].update(part["quarantined_by_rule"])
+                    src["files"].update(part["files"])
+                    src["example"] = src["example"] or part["example"]
             assert n_valid + n_quarantined == n_rows, "every raw row must land in exactly one output"
             gates(raw, cfg, n_rows, n_quarantined, by_rule, per_source)
         if tmp_docs is not None:  # the old Data Docs go only once the new ones are complete
             shutil.rmtree(docs, ignore_errors=True)
             os.replace(tmp_docs, docs)
     finally:
+        stack.close()
+        _STATE.clear()
         if tmp_docs is not None:
             shutil.rmtree(tmp_docs, ignore_errors=True)
     if docs is not None:

@@ -35,7 +35,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from .. import config, lineage
-from ..records import atomic_open, dumps, read_jsonl, write_json
+from ..records import (Workers, atomic_open, dumps, line_chunks, loads, read_chunk, read_jsonl, workers_for,
+                       write_json)
 from . import decontam, dedup, pii
 from . import detector as detmod
 from .keywords import Keywords
@@ -150,15 +151,106 @@ def redact_messages(messages: list[dict], types: tuple[str, ...]) -> tuple[list[
     return out, found
 
 
-def _batches(rows, n: int):
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+# --------------------------------------------------------------------------- batch work
+# What a batch needs that does not depend on earlier batches (detector scores, normalised text,
+# overlap with evaluation prompts, dedup signatures, PII redaction, the kept row's JSON line) is
+# computed by `batch_*` in worker processes; duplicates and outputs are then decided in file
+# order by the main process, so the outputs do not depend on the number of workers.
+_STATE: dict = {}  # judge, index, cfg, pii_types, signature params: set in main before the workers fork
+
+
+def _signatures(norms: list[str]):
+    s = _STATE["sig"]
+    return dedup.signatures(norms, s["shingle"], s["num_perm"], s["num_bands"], s["seed"], s["near"])
+
+
+def _read(task: tuple[str, int, int]) -> tuple[list[dict], list[int]]:
+    """A batch's rows and each row's byte offset in the file (to read a row again when it is removed)."""
+    path, offset, count = task
+    rows, offsets = [], []
+    for line in read_chunk(path, offset, count):
+        offsets.append(offset)
+        offset += len(line)
+        rows.append(loads(line))
+    return rows, offsets
+
+
+def _overlaps(texts: list[str], prompts: list[str], norms: list[str]) -> list[dict]:
+    index = _STATE["index"]
+    out = []
+    for text, prompt, norm in zip(texts, prompts, norms):
+        hit = index.match(text, prompt, norm)
+        out.append({"eval": hit[0], "share": hit[1]} if hit else None)
+    return out
+
+
+def batch_sft(task) -> dict:
+    judge, cfg, pii_types = _STATE["judge"], _STATE["cfg"], _STATE["pii_types"]
+    batch, offsets = _read(task)
+    turns = [exchanges(ex["messages"]) for ex in batch]
+    flat = [(i, j, p, r) for i, ts in enumerate(turns) for j, p, r in ts]
+    scores = judge.score([p for _, _, p, _ in flat], [r for _, _, _, r in flat])
+    judged: list[list] = [[] for _ in batch]
+    for (i, j, p, r), s in zip(flat, scores):
+        judged[i].append((j, s, judge.reason(s, p, r)))
+    texts = [text_of(ex["messages"]) for ex in batch]
+    norms = [dedup.normalize(t) for t in texts]
+    kept, pii_hits = [], []
+    for ex, js in zip(batch, judged):
+        hits = Counter()
+        if not any(why for _, _, why in js) and pii_types and cfg.pii_action != "keep":
+            msgs, hits = redact_messages(ex["messages"], pii_types)
+            kept.append(dumps({**ex, "messages": msgs} if hits else ex) + "\n")
+        else:
+            kept.append(dumps(ex) + "\n")
+        pii_hits.append(dict(hits))
+    return {"offsets": offsets, "ids": [ex["id"] for ex in batch], "sources": [ex.get("source", "") for ex in batch],
+            "judged": judged, "overlap": _overlaps(texts, [ts[-1][1] if ts else "" for ts in turns], norms),
+            "sig": _signatures(norms), "kept": kept, "pii": pii_hits,
+            "harmful_request": [any(s["prompt"] >= judge.threshold for _, s, _ in js) for js in judged]}
+
+
+def batch_pairs(task) -> dict:
+    judge, cfg, pii_types = _STATE["judge"], _STATE["cfg"], _STATE["pii_types"]
+    batch, offsets = _read(task)
+    prompts = [exchanges(p["prompt"] + [{"role": "assistant", "content": ""}])[-1][1] for p in batch]
+    chosen = [p["chosen"][-1]["content"] for p in batch]
+    scores = judge.score(prompts, chosen)
+    whys = [judge.reason(s, prompt, reply) for s, prompt, reply in zip(scores, prompts, chosen)]
+    texts = [text_of(p["prompt"] + p["chosen"] + p["rejected"]) for p in batch]
+    norms = [dedup.normalize(t) for t in texts]
+    kept, pii_hits = [], []
+    for pair in batch:
+        hits = Counter()
+        if cfg.pii_action != "keep":
+            turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types)
+            if hits and cfg.pii_action != "remove":
+                n, c = len(pair["prompt"]), len(pair["chosen"])
+                pair = {**pair, "prompt": turns[:n], "chosen": turns[n:n + c], "rejected": turns[n + c:]}
+        kept.append(dumps(pair) + "\n")
+        pii_hits.append(dict(hits))
+    return {"offsets": offsets, "ids": [p["id"] for p in batch], "sources": [p.get("source", "") for p in batch],
+            "scores": scores, "whys": whys, "overlap": _overlaps(texts, prompts, norms), "sig": _signatures(norms),
+            "kept": kept, "pii": pii_hits}
+
+
+def batch_prompts(task) -> dict:
+    cfg, pii_types = _STATE["cfg"], _STATE["pii_types"]
+    batch, offsets = _read(task)
+    texts = [text_of(p["prompt"]) for p in batch]
+    norms = [dedup.normalize(t) for t in texts]
+    prompts = [exchanges(p["prompt"] + [{"role": "assistant"}])[-1][1] for p in batch]
+    kept, pii_hits = [], []
+    for p in batch:
+        hits = Counter()
+        if cfg.pii_action != "keep":
+            turns, hits = redact_messages(p["prompt"], pii_types)
+            if hits and cfg.pii_action != "remove":
+                p = {**p, "prompt": turns}
+        kept.append(dumps(p) + "\n")
+        pii_hits.append(dict(hits))
+    return {"offsets": offsets, "ids": [p["id"] for p in batch], "sources": [p.get("source", "") for p in batch],
+            "overlap": _overlaps(texts, prompts, norms), "sig": _signatures(norms), "kept": kept, "pii": pii_hits}
 
 
 def main(argv=None) -> None:
@@ -184,6 +276,13 @@ def main(argv=None) -> None:
     eval_prompts.update(decontam.suite_prompts(config.read_params(args.params)))
     index = decontam.Index(eval_prompts, cfg.decontam_ngram, cfg.decontam_threshold)
 
+    # The workers fork now, before this process first runs rensa (its thread pool would not survive a fork).
+    _STATE.update(judge=judge, index=index, cfg=cfg, pii_types=pii_types,
+                  sig={"shingle": cfg.dedup_shingle, "num_perm": cfg.dedup_num_perm, "num_bands": cfg.dedup_num_bands,
+                       "seed": seed, "near": cfg.near_dedup})
+    files = contextlib.ExitStack()
+    pool = files.enter_context(Workers(workers_for(cfg.workers), batch_sft, batch_pairs, batch_prompts))
+
     def new_deduper(seed_texts: dict[str, str]) -> dedup.Deduper:
         d = dedup.Deduper(cfg.dedup_threshold, cfg.dedup_num_perm, cfg.dedup_num_bands, cfg.dedup_shingle, seed,
                           cfg.near_dedup)
@@ -194,30 +293,32 @@ def main(argv=None) -> None:
     sft_dups, pair_dups = new_deduper(eval_items), new_deduper(eval_items)
     prompt_dups = new_deduper({k: v for k, v in eval_prompts.items()})
 
-    def guards(rows: list[dict], texts: list[str], prompts: list[str], dups: dedup.Deduper,
-               clean: list[bool] | None = None) -> list[dict]:
-        """eval_overlap / duplicate findings per row ({} = clean). Only `clean` rows (no other reason
-        to drop them) enter the dedup index, so a kept copy is never a duplicate of a removed one."""
-        found = [{} for _ in rows]
-        norms = [dedup.normalize(t) for t in texts]
-        for f, text, prompt, norm in zip(found, texts, prompts, norms):
-            hit = index.match(text, prompt, norm)
-            if hit:
-                f["eval_overlap"] = {"eval": hit[0], "share": hit[1]}
-        todo = [i for i in range(len(rows)) if clean is None or clean[i]]
-        for i, d in zip(todo, dups.check([rows[i]["id"] for i in todo], [texts[i] for i in todo],
-                                         [norms[i] for i in todo])):
-            if d is None:
-                continue
-            if d[1].startswith(("eval:", "suite:")):
-                found[i].setdefault("eval_overlap", {"eval": d[1], "duplicate": d[0]})
-            else:
-                found[i]["duplicate"] = {"of": d[1], "kind": d[0]}
+    def guard(res: dict, i: int, dups: dedup.Deduper, clean: bool = True) -> dict:
+        """eval_overlap / duplicate findings of row i of a batch ({} = clean). Only `clean` rows (no other
+        reason to drop them) enter the dedup index, so a kept copy is never a duplicate of a removed one."""
+        found = {}
+        if res["overlap"][i]:
+            found["eval_overlap"] = res["overlap"][i]
+        if clean:
+            exact, digests, bands = res["sig"]
+            d = dups.check_signed([res["ids"][i]], exact, digests, bands, rows=[i])[0]
+            if d is not None:
+                if d[1].startswith(("eval:", "suite:")):
+                    found.setdefault("eval_overlap", {"eval": d[1], "duplicate": d[0]})
+                else:
+                    found["duplicate"] = {"of": d[1], "kind": d[0]}
         return found
+
+    def batches(path: Path, fn):
+        tasks = [(str(path), offset, n) for offset, n in line_chunks(path, cfg.batch_size)] if path.is_file() else []
+        return pool.map(fn, tasks)
+
+    def reread(fh, offset: int) -> dict:
+        fh.seek(offset)
+        return loads(fh.readline())
 
     # Outputs are streamed (memory stays bounded at any corpus size), each to a temporary
     # file renamed into place only when the stage succeeds.
-    files = contextlib.ExitStack()
     sinks = {name: files.enter_context(atomic_open(out / f"{name}.jsonl"))
              for name in ("sft", "pairs", "prompts", "removed")}
     written: Counter = Counter()
@@ -229,6 +330,10 @@ def main(argv=None) -> None:
         sinks[name].write(dumps(row) + "\n")
         written[name] += 1
 
+    def emit_line(name: str, line: str) -> None:
+        sinks[name].write(line)
+        written[name] += 1
+
     def remove(row: dict, origin: str, reasons: list[str], detail: dict) -> None:
         removed_by_reason[reasons[0]] += 1
         by_source[row.get("source", "")][reasons[0]] += 1
@@ -237,99 +342,84 @@ def main(argv=None) -> None:
 
     try:
         # ---- SFT examples: every assistant turn judged
-        for batch in _batches(read_jsonl(src / "sft.jsonl"), cfg.batch_size):
-            turns = [exchanges(ex["messages"]) for ex in batch]
-            flat = [(i, j, p, r) for i, ts in enumerate(turns) for j, p, r in ts]
-            scores = judge.score([p for _, _, p, _ in flat], [r for _, _, _, r in flat])
-            per_ex: dict[int, list] = defaultdict(list)
-            for (i, j, p, r), s in zip(flat, scores):
-                per_ex[i].append((j, s, judge.reason(s, p, r)))
-            harmless = [not any(why for _, _, why in per_ex.get(i, [])) for i in range(len(batch))]
-            found = guards(batch, [text_of(ex["messages"]) for ex in batch],
-                           [ts[-1][1] if ts else "" for ts in turns], sft_dups, harmless)
-            for i, ex in enumerate(batch):
-                judged = per_ex.get(i, [])
-                detail = {**found[i], "scores": {str(j): s for j, s, _ in judged}}
-                harm = [(j, why) for j, _, why in judged if why]
-                flagged_turns.update(why for _, why in harm)
-                reasons = [k for k in ("eval_overlap", "duplicate") if k in found[i]]
-                reasons += sorted({why for _, why in harm}, key=REASONS.index)
-                msgs, pii_hits = ex["messages"], Counter()
-                if not reasons and pii_types and cfg.pii_action != "keep":
-                    msgs, pii_hits = redact_messages(ex["messages"], pii_types)
-                    if pii_hits and cfg.pii_action == "remove":
+        with open(src / "sft.jsonl", "rb") as again:
+            for res in batches(src / "sft.jsonl", batch_sft):
+                for i, judged in enumerate(res["judged"]):
+                    harm = [(j, why) for j, _, why in judged if why]
+                    found = guard(res, i, sft_dups, clean=not harm)
+                    flagged_turns.update(why for _, why in harm)
+                    reasons = [k for k in ("eval_overlap", "duplicate") if k in found]
+                    reasons += sorted({why for _, why in harm}, key=REASONS.index)
+                    pii_hits = Counter(res["pii"][i])
+                    if not reasons and pii_hits and cfg.pii_action == "remove":
                         reasons.append("pii")
-                        detail["pii"] = dict(sorted(pii_hits.items()))
-                if not reasons:
-                    pii_found.update(pii_hits)
-                    harmful_requests_kept += any(s["prompt"] >= judge.threshold for _, s, _ in judged)
-                    emit("sft", {**ex, "messages": msgs} if pii_hits else ex)
-                    continue
-                first_compliance = next((j for j, why in harm if why == "harmful_compliance"), None)
-                if reasons == ["harmful_compliance"] and cfg.convert_compliance and first_compliance is not None:
-                    # The guards passed: the compliance becomes the rejected side of a safety pair.
-                    prompt_turns, _ = redact_messages(ex["messages"][:first_compliance], pii_types)
-                    rejected = ex["messages"][first_compliance]
-                    refusal = pick_refusal(cfg.refusals, exchanges(ex["messages"][:first_compliance + 1])[-1][1])
-                    pair = {**{k: ex[k] for k in ("id", "source", "locator") if k in ex},
-                            "labels": ex.get("labels") or {},
-                            "prompt": prompt_turns, "chosen": [{"role": "assistant", "content": refusal}],
-                            "rejected": [{"role": "assistant", "content": rejected["content"]}],
-                            "converted_from": "sft", "filter": detail}
-                    dup = pair_dups.check([pair["id"]], [text_of(pair["prompt"] + pair["rejected"])])[0]
-                    if dup is None:
-                        emit("pairs", pair)
-                        converted += 1
+                    if not reasons:
+                        pii_found.update(pii_hits)
+                        harmful_requests_kept += res["harmful_request"][i]
+                        emit_line("sft", res["kept"][i])
                         continue
-                    reasons = ["duplicate", "harmful_compliance"]
-                    detail["duplicate"] = {"of": dup[1], "kind": dup[0]}
-                remove(ex, "sft", reasons, detail)
+                    ex = reread(again, res["offsets"][i])
+                    detail = {**found, "scores": {str(j): s for j, s, _ in judged}}
+                    if reasons == ["pii"]:
+                        detail["pii"] = dict(sorted(pii_hits.items()))
+                    first_compliance = next((j for j, why in harm if why == "harmful_compliance"), None)
+                    if reasons == ["harmful_compliance"] and cfg.convert_compliance and first_compliance is not None:
+                        # The guards passed: the compliance becomes the rejected side of a safety pair.
+                        prompt_turns, _ = redact_messages(ex["messages"][:first_compliance], pii_types)
+                        rejected = ex["messages"][first_compliance]
+                        refusal = pick_refusal(cfg.refusals,
+                                               exchanges(ex["messages"][:first_compliance + 1])[-1][1])
+                        pair = {**{k: ex[k] for k in ("id", "source", "locator") if k in ex},
+                                "labels": ex.get("labels") or {},
+                                "prompt": prompt_turns, "chosen": [{"role": "assistant", "content": refusal}],
+                                "rejected": [{"role": "assistant", "content": rejected["content"]}],
+                                "converted_from": "sft", "filter": detail}
+                        dup = pair_dups.check([pair["id"]], [text_of(pair["prompt"] + pair["rejected"])])[0]
+                        if dup is None:
+                            emit("pairs", pair)
+                            converted += 1
+                            continue
+                        reasons = ["duplicate", "harmful_compliance"]
+                        detail["duplicate"] = {"of": dup[1], "kind": dup[0]}
+                    remove(ex, "sft", reasons, detail)
 
         # ---- preference pairs: the chosen reply must be safe; rejected may be anything
-        for batch in _batches(read_jsonl(src / "pairs.jsonl"), cfg.batch_size):
-            prompts = [exchanges(p["prompt"] + [{"role": "assistant", "content": ""}])[-1][1] for p in batch]
-            chosen = [p["chosen"][-1]["content"] for p in batch]
-            scores = judge.score(prompts, chosen)
-            whys = [judge.reason(s, prompt, reply) for s, prompt, reply in zip(scores, prompts, chosen)]
-            found = guards(batch, [text_of(p["prompt"] + p["chosen"] + p["rejected"]) for p in batch], prompts,
-                           pair_dups, [w is None for w in whys])
-            for pair, s, f, prompt, why in zip(batch, scores, found, prompts, whys):
-                reasons = [k for k in ("eval_overlap", "duplicate") if k in f] + ([why] if why else [])
-                detail = {**f, "scores": {"chosen": s}}
-                if not reasons and cfg.pii_action != "keep":
-                    turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types)
-                    if hits and cfg.pii_action == "remove":
+        with open(src / "pairs.jsonl", "rb") as again:
+            for res in batches(src / "pairs.jsonl", batch_pairs):
+                for i, (s, why) in enumerate(zip(res["scores"], res["whys"])):
+                    f = guard(res, i, pair_dups, clean=why is None)
+                    reasons = [k for k in ("eval_overlap", "duplicate") if k in f] + ([why] if why else [])
+                    hits = Counter(res["pii"][i])
+                    if not reasons and hits and cfg.pii_action == "remove":
                         reasons.append("pii")
-                        detail["pii"] = dict(sorted(hits.items()))
-                    elif hits:
+                    elif not reasons and hits:
                         pii_found.update(hits)
-                        n, c = len(pair["prompt"]), len(pair["chosen"])
-                        pair = {**pair, "prompt": turns[:n], "chosen": turns[n:n + c], "rejected": turns[n + c:]}
-                if reasons:
-                    remove(pair, "pairs", reasons, detail)
-                else:
-                    emit("pairs", pair)
+                    if not reasons:
+                        emit_line("pairs", res["kept"][i])
+                        continue
+                    detail = {**f, "scores": {"chosen": s}}
+                    if reasons == ["pii"]:
+                        detail["pii"] = dict(sorted(hits.items()))
+                    remove(reread(again, res["offsets"][i]), "pairs", reasons, detail)
 
         # ---- prompt-only training prompts: decontamination and dedup (harmful ones are the point)
         prompts_file = src / "prompts.jsonl"
-        for batch in _batches(read_jsonl(prompts_file) if prompts_file.is_file() else [], cfg.batch_size):
-            texts = [text_of(p["prompt"]) for p in batch]
-            found = guards(batch, texts, [exchanges(p["prompt"] + [{"role": "assistant"}])[-1][1] for p in batch],
-                           prompt_dups)
-            for p, f in zip(batch, found):
-                reasons = [k for k in ("eval_overlap", "duplicate") if k in f]
-                if not reasons and cfg.pii_action != "keep":
-                    turns, hits = redact_messages(p["prompt"], pii_types)
-                    if hits and cfg.pii_action == "remove":
+        with contextlib.ExitStack() as stack:
+            again = stack.enter_context(open(prompts_file, "rb")) if prompts_file.is_file() else None
+            for res in batches(prompts_file, batch_prompts):
+                for i in range(len(res["ids"])):
+                    f = guard(res, i, prompt_dups)
+                    reasons = [k for k in ("eval_overlap", "duplicate") if k in f]
+                    hits = Counter(res["pii"][i])
+                    if not reasons and hits and cfg.pii_action == "remove":
                         reasons.append("pii")
                         f["pii"] = dict(sorted(hits.items()))
-                    elif hits:
+                    elif not reasons and hits:
                         pii_found.update(hits)
-                        p = {**p, "prompt": turns}
-                if reasons:
-                    remove(p, "prompts", reasons, f)
-                else:
-                    emit("prompts", p)
+                    if reasons:
+                        remove(reread(again, res["offsets"][i]), "prompts", reasons, f)
+                    else:
+                        emit_line("prompts", res["kept"][i])
 
     except BaseException:
         files.__exit__(*sys.exc_info())  # temporary files removed, no output renamed into place

@@ -25,13 +25,20 @@ def ngrams(words: list[str], n: int) -> set[str]:
     return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
+def _gram_tuples(words: list[str], n: int) -> set[tuple[str, ...]]:
+    """`ngrams` as word tuples (len(words) >= n): the same n-grams, one tuple each."""
+    return set(zip(*(words[i:] for i in range(n))))
+
+
 class Index:
     """Inverted index n-gram -> evaluation prompts, for overlap queries in one pass per text."""
 
     def __init__(self, prompts: dict[str, str], n: int = 8, threshold: float = 0.8):
         self.n, self.threshold = n, threshold
         self.whole: dict[str, str] = {}                  # short prompts: normalised text -> eval id
-        self.grams: dict[str, list[str]] = defaultdict(list)
+        # n-grams as word tuples: a text's n-grams are then made by zip in C, and most texts share
+        # none with any evaluation prompt, which one set intersection tells (no n-gram strings built)
+        self.grams: dict[tuple[str, ...], list[str]] = defaultdict(list)
         self.size: dict[str, int] = {}
         for eid, text in prompts.items():
             words = normalize(text).split()
@@ -40,10 +47,11 @@ class Index:
             if len(words) < n:
                 self.whole.setdefault(" ".join(words), eid)
                 continue
-            grams = ngrams(words, n)
+            grams = _gram_tuples(words, n)
             self.size[eid] = len(grams)
             for g in grams:
                 self.grams[g].append(eid)
+        self.keys = frozenset(self.grams)
 
     def __len__(self) -> int:
         return len(self.size) + len(self.whole)
@@ -61,8 +69,8 @@ class Index:
         words = (norm if norm is not None else normalize(text)).split()
         counts: dict[str, int] = defaultdict(int)
         if len(words) >= self.n:
-            for g in ngrams(words, self.n):
-                for eid in self.grams.get(g, ()):
+            for g in _gram_tuples(words, self.n) & self.keys:  # set & frozenset: loops over the smaller
+                for eid in self.grams[g]:
                     counts[eid] += 1
         best = None
         for eid, c in counts.items():

@@ -23,11 +23,17 @@ import numpy as np
 
 _PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
 _SPACE = re.compile(r"\s+")
+# ASCII text (most of it) takes a shortcut with the same result: NFKC leaves it as it is, casefold is
+# lower, and the punctuation regex hits exactly the ASCII characters that are neither \w nor \s.
+_ASCII_PUNCT = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())}
 
 
 def normalize(text: str) -> str:
     """NFKC, case-folded, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    text = str(text)
+    if text.isascii():
+        return " ".join(text.translate(_ASCII_PUNCT).lower().split())
+    text = unicodedata.normalize("NFKC", text).casefold()
     return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
 
 
@@ -36,35 +42,60 @@ def shingles(norm: str, n: int) -> list[str]:
     words = norm.split()
     if len(words) <= n:
         return [" ".join(words)] if words else [""]
-    return [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return list(map(" ".join, zip(*(words[i:] for i in range(n)))))
 
 
-def exact_key(norm: str) -> str:
-    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+def exact_key(norm: str) -> bytes:
+    return hashlib.sha256(norm.encode("utf-8")).digest()
+
+
+def _band_mix(rows: int) -> np.ndarray:
+    """Fixed odd 64-bit multipliers that fold a band of `rows` MinHash values into one bucket key."""
+    return np.random.default_rng(20240229).integers(0, 2**62, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def signatures(norms: list[str], shingle: int, num_perm: int, num_bands: int, seed: int, near: bool = True):
+    """What `Deduper.check_signed` needs per normalised text, computed without the index (so worker
+    processes can do it): the exact key, and for near dedup the MinHash digests (rows x num_perm,
+    uint32, rensa's R-MinHash over word shingles) and one bucket key per LSH band (rows x num_bands)."""
+    exact = [exact_key(n) for n in norms]
+    if not near or not norms:
+        return exact, None, None
+    if num_perm % num_bands:
+        raise ValueError(f"num_perm ({num_perm}) must be divisible by num_bands ({num_bands})")
+    from rensa import RMinHash
+
+    mins = RMinHash.from_token_sets([shingles(n, shingle) for n in norms], num_perm, seed)
+    digests = np.array([mh.digest() for mh in mins], dtype=np.uint32)
+    rows = num_perm // num_bands
+    bands = digests.reshape(len(norms), num_bands, rows).astype(np.uint64)
+    with np.errstate(over="ignore"):  # wrap-around is the point of the mixing
+        keys = (bands * _band_mix(rows)).sum(axis=2, dtype=np.uint64)
+        keys ^= keys >> np.uint64(29)
+    return exact, digests, keys
 
 
 class Deduper:
     """Finds the first earlier text each text duplicates, exactly or nearly.
 
     Rows are added in batches (`check`); returns for each row None (new) or
-    (kind, key) with kind `exact` or `near` and the key of the row it repeats."""
+    (kind, key) with kind `exact` or `near` and the key of the row it repeats.
+    Near duplicates: MinHash LSH with `num_bands` bands; two texts are candidates when one
+    band of their digests is equal (its 64-bit bucket key), and a candidate is a duplicate when
+    the share of equal digest values (estimated Jaccard) reaches `threshold`."""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, num_bands: int = 16, shingle: int = 3,
                  seed: int = 0, near: bool = True):
         self.threshold, self.num_perm, self.num_bands = threshold, num_perm, num_bands
         self.shingle, self.seed, self.near = shingle, seed, near
-        self.exact: dict[str, str] = {}
-        self._lsh = None
-        # LSH slot -> MinHash digest as bytes: a third of an RMinHash object's memory (1M rows: ~0.5 GB)
+        self.exact: dict[bytes, str] = {}
+        self._buckets: list[dict] = [{} for _ in range(num_bands)]  # band -> key -> slot or [slots]
+        # LSH slot -> MinHash digest as bytes (1M rows: ~0.5 GB)
         self._digests: list[bytes] = []
         self._keys: list[str] = []           # LSH slot -> row key
 
-    def _index(self):
-        if self._lsh is None:
-            from rensa import RMinHashLSH
-
-            self._lsh = RMinHashLSH(threshold=self.threshold, num_perm=self.num_perm, num_bands=self.num_bands)
-        return self._lsh
+    def signatures(self, norms: list[str]):
+        return signatures(norms, self.shingle, self.num_perm, self.num_bands, self.seed, self.near)
 
     def check(self, keys: list[str], texts: list[str], norms: list[str] | None = None
               ) -> list[tuple[str, str] | None]:
@@ -72,35 +103,55 @@ class Deduper:
         rows checked first (evaluation prompts) win over every later copy. `norms`: the texts
         already normalised, if the caller has them."""
         norms = norms if norms is not None else [normalize(t) for t in texts]
-        result: list[tuple[str, str] | None] = [None] * len(texts)
-        fresh = []
-        for i, (key, norm) in enumerate(zip(keys, norms)):
-            h = exact_key(norm)
+        return self.check_signed(keys, *self.signatures(norms))
+
+    def check_signed(self, keys: list[str], exact: list[bytes], digests, bands, rows=None
+                     ) -> list[tuple[str, str] | None]:
+        """`check` with the signatures computed (by `signatures`); `rows`: which of their rows
+        `keys` stand for (default: all, in order). Rows are decided one by one, in order."""
+        rows = range(len(keys)) if rows is None else rows
+        result: list[tuple[str, str] | None] = [None] * len(keys)
+        buckets, threshold = self._buckets, self.threshold
+        for i, r in enumerate(rows):
+            h = exact[r]
             if h in self.exact:
                 result[i] = ("exact", self.exact[h])
-            else:
-                self.exact[h] = key
-                fresh.append(i)
-        if not self.near or not fresh:
-            return result
-        from rensa import RMinHash
-
-        lsh = self._index()
-        token_sets = [shingles(norms[i], self.shingle) for i in fresh]
-        mins = RMinHash.from_token_sets(token_sets, self.num_perm, self.seed)
-        for i, mh in zip(fresh, mins):
-            digest = np.asarray(mh.digest(), dtype=np.uint32)
+                continue
+            self.exact[h] = keys[i]
+            if not self.near:
+                continue
+            band_keys = bands[r].tolist()
+            slots = set()
+            for b, k in enumerate(band_keys):
+                hit = buckets[b].get(k)
+                if hit is not None:
+                    if isinstance(hit, int):
+                        slots.add(hit)
+                    else:
+                        slots.update(hit)
             best = None
-            for slot in sorted(lsh.query(mh)):
-                # estimated Jaccard: the share of permutations whose minimum agrees
-                if np.mean(np.frombuffer(self._digests[slot], dtype=np.uint32) == digest) >= self.threshold:
-                    best = slot
-                    break
+            if slots:
+                digest = digests[r]
+                for slot in sorted(slots):
+                    # estimated Jaccard: the share of permutations whose minimum agrees
+                    if np.mean(np.frombuffer(self._digests[slot], dtype=np.uint32) == digest) >= threshold:
+                        best = slot
+                        break
             if best is not None:
                 result[i] = ("near", self._keys[best])
                 continue
             slot = len(self._keys)
-            lsh.insert(slot, mh)
-            self._digests.append(digest.tobytes())
+            for b, k in enumerate(band_keys):
+                # A bucket holds a bare slot number until it has two: a million rows would otherwise make
+                # 16 million one-item lists, which the cyclic GC walks again and again (ints it skips).
+                bucket = buckets[b]
+                hit = bucket.get(k)
+                if hit is None:
+                    bucket[k] = slot
+                elif isinstance(hit, int):
+                    bucket[k] = [hit, slot]
+                else:
+                    hit.append(slot)
+            self._digests.append(digests[r].tobytes())
             self._keys.append(keys[i])
         return result

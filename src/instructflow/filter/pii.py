@@ -101,9 +101,18 @@ _MAYBE = re.compile(r"[\d@:]|\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Rev|[Mm]y 
                     r"[Ss]incerely|[Rr]egards|[Dd]ear)\b")
 
 
+_CHARS = re.compile(r"[\d@:]")
+# Every cue of _MAYBE contains one of these strings; substring tests are ~10x faster than the regex's
+# word-boundary alternation, which then runs only on texts that have one.
+_CUE_TEXTS = ("Mr", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Madam", "Rev", "y name", "I am", "I'm", "Name",
+              "name", "Signed", "signed", "Sincerely", "sincerely", "Regards", "regards", "Dear", "dear")
+
+
 def may_contain(text: str) -> bool:
     """A cheap pre-check: False means `detect` would find nothing."""
-    return bool(_MAYBE.search(text))
+    if _CHARS.search(text):
+        return True
+    return any(c in text for c in _CUE_TEXTS) and bool(_MAYBE.search(text))
 
 
 def detect(text: str, types: tuple[str, ...] = ENTITY_TYPES) -> list[Span]:
