@@ -556,11 +556,18 @@ def fit_task_ensemble(feats: Features, texts: Sequence[str], texts2: Sequence[st
     texts2 = [""] * len(texts) if texts2 is None else [str(t or "") for t in texts2]
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     fz = featurizer or Featurizer(feats, threads)
-    tensors = _fit_members(fz, texts, texts2, y, w, C, seed, hidden, "all")
-    ex = np.flatnonzero([bool(b) for b in texts2])
-    if exchange_head and len(set(y[ex].tolist())) == 2:
-        tensors |= _fit_members(fz, [texts[i] for i in ex], [texts2[i] for i in ex], y[ex],
-                                None if w is None else w[ex], C, seed, hidden, "exchange")
+    memo = fz.cache is None
+    if memo:  # the exchange head sees the same texts again: embed each once
+        fz.cache = {}
+    try:
+        tensors = _fit_members(fz, texts, texts2, y, w, C, seed, hidden, "all")
+        ex = np.flatnonzero([bool(b) for b in texts2])
+        if exchange_head and len(set(y[ex].tolist())) == 2:
+            tensors |= _fit_members(fz, [texts[i] for i in ex], [texts2[i] for i in ex], y[ex],
+                                    None if w is None else w[ex], C, seed, hidden, "exchange")
+    finally:
+        if memo:
+            fz.cache = None
     model = TaskEnsemble(feats, tensors, threads=threads)
     model.featurizer = fz
     return model
