@@ -7,6 +7,8 @@
 # cluster execution through profiles (profiles/). Running Snakemake directly
 # after `dvc pull` needs `snakemake --touch` first: DVC restores files with new
 # modification times.
+import os
+
 from instructflow.config import read_params, validate_params
 
 configfile: "params.yaml"
@@ -24,6 +26,10 @@ STAGE = "python -m instructflow.{} 2>&1 | tee {{log}}"
 ENV = "profiles/envs/instructflow.yaml"
 # Training rules on GPU nodes get a CUDA torch: profiles/slurm sets `train_env`.
 TRAIN_ENV = config.get("train_env", ENV)
+
+
+# What `workers: 0` uses (the data stages' worker processes); snakemake lowers it to --cores.
+CORES = len(os.sched_getaffinity(0))
 
 
 rule all:
@@ -64,6 +70,7 @@ rule validate:
         ENV
     benchmark:
         "benchmarks/validate.tsv"
+    threads: config["validate"]["workers"] or CORES  # worker processes; 0 = every core
     shell:
         STAGE.format("validate")
 
@@ -84,6 +91,7 @@ rule format:
         ENV
     benchmark:
         "benchmarks/format.tsv"
+    threads: config["format"]["workers"] or CORES  # worker processes; 0 = every core
     shell:
         STAGE.format("format")
 
@@ -135,7 +143,7 @@ rule filter:
         ENV
     benchmark:
         "benchmarks/filter.tsv"
-    threads: config["filter"]["threads"]
+    threads: max(config["filter"]["threads"], config["filter"]["workers"] or CORES)  # 0 = every core
     shell:
         STAGE.format("filter")
 

@@ -65,13 +65,21 @@ def signatures(norms: list[str], shingle: int, num_perm: int, num_bands: int, se
         raise ValueError(f"num_perm ({num_perm}) must be divisible by num_bands ({num_bands})")
     from rensa import RMinHash
 
-    mins = RMinHash.from_token_sets([shingles(n, shingle) for n in norms], num_perm, seed)
-    digests = np.array([mh.digest() for mh in mins], dtype=np.uint32)
+    # One RMinHash per text, not the bulk `from_token_sets`: the same digests and CPU time, but the bulk
+    # call starts rensa's thread pool, and a process forked after that (the stages' workers) would
+    # wait forever on a pool it does not have.
+    digests = np.empty((len(norms), num_perm), dtype=np.uint32)
+    for i, norm in enumerate(norms):
+        mh = RMinHash(num_perm, seed)
+        mh.update(shingles(norm, shingle))
+        digests[i] = mh.digest()
     rows = num_perm // num_bands
     bands = digests.reshape(len(norms), num_bands, rows).astype(np.uint64)
     with np.errstate(over="ignore"):  # wrap-around is the point of the mixing
         keys = (bands * _band_mix(rows)).sum(axis=2, dtype=np.uint64)
         keys ^= keys >> np.uint64(29)
+    # A different salt per band, so one table holds every band's buckets (equal keys = same band, same values)
+    keys ^= np.random.default_rng(7).integers(0, 2**63, size=num_bands, dtype=np.uint64)
     return exact, digests, keys
 
 
@@ -89,7 +97,7 @@ class Deduper:
         self.threshold, self.num_perm, self.num_bands = threshold, num_perm, num_bands
         self.shingle, self.seed, self.near = shingle, seed, near
         self.exact: dict[bytes, str] = {}
-        self._buckets: list[dict] = [{} for _ in range(num_bands)]  # band -> key -> slot or [slots]
+        self._buckets: dict = {}  # band bucket key -> slot, or [slots] once a bucket has two
         # LSH slot -> MinHash digest as bytes (1M rows: ~0.5 GB)
         self._digests: list[bytes] = []
         self._keys: list[str] = []           # LSH slot -> row key
@@ -121,37 +129,38 @@ class Deduper:
             if not self.near:
                 continue
             band_keys = bands[r].tolist()
-            slots = set()
-            for b, k in enumerate(band_keys):
-                hit = buckets[b].get(k)
-                if hit is not None:
-                    if isinstance(hit, int):
-                        slots.add(hit)
-                    else:
-                        slots.update(hit)
-            best = None
-            if slots:
-                digest = digests[r]
-                for slot in sorted(slots):
-                    # estimated Jaccard: the share of permutations whose minimum agrees
-                    if np.mean(np.frombuffer(self._digests[slot], dtype=np.uint32) == digest) >= threshold:
-                        best = slot
-                        break
-            if best is not None:
-                result[i] = ("near", self._keys[best])
-                continue
             slot = len(self._keys)
-            for b, k in enumerate(band_keys):
-                # A bucket holds a bare slot number until it has two: a million rows would otherwise make
+            if buckets.keys().isdisjoint(band_keys):
+                # No bucket shared (most rows): a new slot in every bucket, in one C call. A bucket
+                # holds a bare slot number until it has two: a million rows would otherwise make
                 # 16 million one-item lists, which the cyclic GC walks again and again (ints it skips).
-                bucket = buckets[b]
-                hit = bucket.get(k)
-                if hit is None:
-                    bucket[k] = slot
-                elif isinstance(hit, int):
-                    bucket[k] = [hit, slot]
-                else:
-                    hit.append(slot)
+                buckets.update(dict.fromkeys(band_keys, slot))
+            else:
+                slots = set()
+                for k in band_keys:
+                    hit = buckets.get(k)
+                    if hit is not None:
+                        if isinstance(hit, int):
+                            slots.add(hit)
+                        else:
+                            slots.update(hit)
+                digest, best = digests[r], None
+                for cand in sorted(slots):
+                    # estimated Jaccard: the share of permutations whose minimum agrees
+                    if np.mean(np.frombuffer(self._digests[cand], dtype=np.uint32) == digest) >= threshold:
+                        best = cand
+                        break
+                if best is not None:
+                    result[i] = ("near", self._keys[best])
+                    continue
+                for k in band_keys:
+                    hit = buckets.get(k)
+                    if hit is None:
+                        buckets[k] = slot
+                    elif isinstance(hit, int):
+                        buckets[k] = [hit, slot]
+                    else:
+                        hit.append(slot)
             self._digests.append(digests[r].tobytes())
             self._keys.append(keys[i])
         return result
