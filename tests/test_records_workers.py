@@ -182,3 +182,17 @@ def test_stage_outputs_do_not_depend_on_workers(corpus, tmp_path):
     assert summary["removed_by_reason"].get("duplicate", 0) > 20
     assert sum(summary["pii_redacted"].values()) > 10
     assert summary["converted_to_pairs"] + summary["removed_by_reason"].get("toxic", 0) > 5
+
+
+def test_chunks_count_unicode_blank_lines_only_where_the_reader_skips_them(tmp_path):
+    # Stage outputs skip a line of non-breaking spaces (text mode would); validate's raw reader keeps
+    # it as a record (an error row), so its chunks must count it or a record would be lost.
+    from instructflow.records import line_chunks, read_chunk
+
+    path = tmp_path / "raw.jsonl"
+    path.write_bytes(b'{"a": 1}\n\xc2\xa0\xc2\xa0\n\n{"a": 2}\n{"a": 3}\n')
+    assert line_chunks(path, 2) == [(0, 2), (9 + 5 + 1 + 9, 1)]
+    assert [n for _, n in line_chunks(path, 2, unicode_blanks=False)] == [2, 2]
+    off, n = line_chunks(path, 2, unicode_blanks=False)[1]
+    assert read_chunk(path, off, n, unicode_blanks=False) == [b'{"a": 2}\n', b'{"a": 3}\n']
+    assert read_chunk(path, 0, 2, unicode_blanks=False)[1] == b"\xc2\xa0\xc2\xa0\n"

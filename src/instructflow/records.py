@@ -126,10 +126,17 @@ def loads(line: bytes):
     return json.loads(line.decode("utf-8"))
 
 
-def _lines(fh, count: int | None = None) -> Iterator[bytes]:
-    """Non-blank lines of a binary file (as text mode would see them: Unicode blanks are blank too)."""
+def _blank(line: bytes, unicode_blanks: bool) -> bool:
+    # Stage outputs are read as text mode would see them (a Unicode blank line is blank); validate
+    # reads raw files by bytes.strip, so a line of non-breaking spaces there is a record (an error).
+    return not line.strip() or (unicode_blanks and not line.isascii()
+                                and not line.decode("utf-8", "replace").strip())
+
+
+def _lines(fh, count: int | None = None, unicode_blanks: bool = True) -> Iterator[bytes]:
+    """Non-blank lines of a binary file (see _blank)."""
     for line in fh:
-        if line.strip() or (not line.isascii() and line.decode("utf-8").strip()):
+        if not _blank(line, unicode_blanks):
             yield line
             if count is not None:
                 count -= 1
@@ -143,13 +150,13 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
             yield loads(line)
 
 
-def line_chunks(path: str | Path, size: int) -> list[tuple[int, int]]:
+def line_chunks(path: str | Path, size: int, unicode_blanks: bool = True) -> list[tuple[int, int]]:
     """(byte offset, non-blank lines) of consecutive chunks of `size` non-blank lines: the units the
     stages hand to worker processes, decided by line count alone so results never depend on workers."""
     chunks, start, n, pos = [], 0, 0, 0
     with open(path, "rb") as fh:
         for line in fh:
-            if line.strip() or (not line.isascii() and line.decode("utf-8").strip()):
+            if not _blank(line, unicode_blanks):
                 if n == 0:
                     start = pos
                 n += 1
@@ -162,11 +169,11 @@ def line_chunks(path: str | Path, size: int) -> list[tuple[int, int]]:
     return chunks
 
 
-def read_chunk(path: str | Path, offset: int, count: int) -> list[bytes]:
+def read_chunk(path: str | Path, offset: int, count: int, unicode_blanks: bool = True) -> list[bytes]:
     """The `count` non-blank lines from byte `offset` (a chunk of `line_chunks`)."""
     with open(path, "rb") as fh:
         fh.seek(offset)
-        return list(_lines(fh, count))
+        return list(_lines(fh, count, unicode_blanks))
 
 
 def workers_for(n: int) -> int:

@@ -36,7 +36,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from . import config, lineage
-from .records import KINDS, RAW_FIELDS, Workers, atomic_open, dumps, normalize_text, workers_for, write_json
+from .records import (KINDS, RAW_FIELDS, Workers, atomic_open, dumps, line_chunks, normalize_text, read_chunk,
+                      workers_for, write_json)
 
 LABEL_TASKS = config.LABEL_TASKS
 DERIVED = ("id_repeat", "duplicate_of", "roles", "n_turns", "labels_type", "harmful_prompt", "harmful_labelled",
@@ -118,37 +119,6 @@ def read_lines(path):
         for line in fh:
             if line.strip():
                 yield line, parse(line)
-
-
-def read_chunk_lines(path, offset: int, count: int) -> list[bytes]:
-    """`count` non-blank lines (bytes.strip, as read_lines skips) from byte `offset`."""
-    out = []
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        for line in fh:
-            if line.strip():
-                out.append(line)
-                if len(out) == count:
-                    break
-    return out
-
-
-def chunk_offsets(path, size: int) -> list[tuple[int, int]]:
-    """(byte offset, rows) of each chunk of `size` non-blank lines, in one read of the file."""
-    chunks, start, n, pos = [], 0, 0, 0
-    with open(path, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                if n == 0:
-                    start = pos
-                n += 1
-                if n == size:
-                    chunks.append((start, n))
-                    n = 0
-            pos += len(line)
-    if n:
-        chunks.append((start, n))
-    return chunks
 
 
 class Seen:
@@ -409,7 +379,7 @@ def _keys_task(task: tuple[str, int, int]) -> tuple[list, list]:
     path, offset, count = task
     ids, keys = [], []
     with paused_gc():
-        for line in read_chunk_lines(path, offset, count):
+        for line in read_chunk(path, offset, count, unicode_blanks=False):
             rec = parse(line)
             ids.append(rec.get("id"))
             keys.append(None if rec.get("error") is not None else content_key(rec))
@@ -419,7 +389,7 @@ def _keys_task(task: tuple[str, int, int]) -> tuple[list, list]:
 def _suite_task(task: tuple[str, int, int, list, int]) -> dict:
     path, offset, count, marks, n_chunk = task
     with paused_gc():
-        lines = read_chunk_lines(path, offset, count)
+        lines = read_chunk(path, offset, count, unicode_blanks=False)
         return check_chunk(path, lines, [parse(line) for line in lines], marks, n_chunk)
 
 
@@ -489,7 +459,7 @@ def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | 
     (first copies decided in file order here), then both suites per chunk; results are written in
     file order, so the outputs do not depend on the number of workers. Data Docs are built by one
     Great Expectations context, so with `docs` the suites run in this process."""
-    chunks = chunk_offsets(raw, cfg.chunk_size)
+    chunks = line_chunks(raw, cfg.chunk_size, unicode_blanks=False)  # bytes.strip, as read_lines
     n_rows = sum(n for _, n in chunks)
     if n_rows < cfg.min_rows:
         raise SystemExit(f"{raw}: dataset rule {ROWS_RULE} failed: {n_rows} rows, "
