@@ -288,7 +288,7 @@ def test_stage_writes_every_split_judge_and_interval(tmp_path, monkeypatch):
             ("task", "antonym", "seen", "v1"), ("task", "antonym", "heldout_phrasing", "v2"),
             ("task", "antonym", "heldout_item", "v3"), ("harmful", "harmful", "heldout_item", "No."),
             ("harmful", "harmful", "seen", "No."), ("lookalike", "lookalike", "heldout_item", "Run kill."),
-            ("general", "general", "seen", "v4")]):
+            ("general", "general", "seen", "v4"), ("harmless", "prompt", "heldout_phrasing", None)]):
         rows.append({"id": f"e{i}", "source": "builtin", "locator": f"x#{i}", "group": group, "family": family,
                      "category": "weapons" if group == "harmful" else None, "heldout": split != "seen",
                      "split": split, "reference": ref, "prompt": [{"role": "user", "content": f"Opposite of w{i}?"}]})
@@ -314,6 +314,10 @@ def test_stage_writes_every_split_judge_and_interval(tmp_path, monkeypatch):
                     "refusal_by_prefix"):
             assert key in mm and key in mm["n"] and mm["ci_lo"][key] <= mm[key] <= mm["ci_hi"][key], (name, key)
         assert mm["n"]["suite_harm_refusal"] == 2 and mm["n"]["task_em"] == 3
+        # a prompt-only harmless row (group harmless, e.g. CoCoNot) is a look-alike, not an instruction;
+        # user data with a free-text reference (group general) is scored by ROUGE-L, not exact match
+        assert mm["n"]["over_refusal_lookalike"] == 2 and mm["n"]["over_refusal_instruction"] == 4
+        assert mm["n"]["rouge_l_instruction"] == 1 and "general_em" not in mm["n"]
         assert set(mm["classification"]) >= {"refuse", "answer", "accuracy"}
     assert m["base"]["ppl_pretrain_heldout"]["tokens"] > 0 and m["sft"]["ppl_answers_heldout_item"]["texts"] == 2
     assert m["sft"]["ppl_answers_heldout_phrasing"]["texts"] == 1 and "ppl_answers_seen" not in m["sft"]

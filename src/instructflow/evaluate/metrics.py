@@ -20,8 +20,11 @@ from functools import lru_cache
 
 SPLITS = ("seen", "heldout_phrasing", "heldout_item")
 KINDS = ("harmful", "harmless", "instruction")
-# The generator's groups, by the kind of prompt they are.
-GROUP_KIND = {"harmful": "harmful", "lookalike": "harmless", "task": "instruction", "general": "instruction"}
+# Evaluation groups (format.eval_prompt), by the kind of prompt they are: the generator's
+# harmful / lookalike / task, user data with references (general), and prompt-only user sources,
+# which format labels harmful or harmless (e.g. CoCoNot's look-alikes).
+GROUP_KIND = {"harmful": "harmful", "lookalike": "harmless", "harmless": "harmless", "task": "instruction",
+              "general": "instruction"}
 
 
 # --------------------------------------------------------------------------- per reply
