@@ -265,7 +265,8 @@ def main(argv=None) -> None:
     }
     if not pools["harmful"]:
         summary["note"] = "no harmful prompts in the input: no pairs (the mix needs both sides)"
-    inputs = [args.sft, args.prompts, args.instructions]
+    # The folders under an adapter SFT model (models/base) load too, so they are inputs as well.
+    inputs = [*training.base_folders(Path(args.sft)), args.sft, args.prompts, args.instructions]
     write_json(report / "summary.json", {**summary, "lineage": lineage.stamp("onpolicy", inputs, cfg, seed)})
     print(f"onpolicy: {summary}")
 
