@@ -98,7 +98,7 @@ def run_base(workdir: Path, base_path: str, **model):
 def test_local_folder_is_made_ready_for_chat_training(workdir):
     given = write_model(workdir / "data/sources/models/tiny")
     out, report = run_base(workdir, "data/sources/models/tiny")
-    model, tok = training.load_model_folder(out)
+    model, tok = training.load_model(out)
     # the template's own system prompt is gone; a system message in the data still renders
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     assert text == "<|im_start|>user\nhi<|im_end|>\n"
@@ -121,7 +121,7 @@ def test_local_folder_is_made_ready_for_chat_training(workdir):
 def test_keep_default_system_prompt_is_reported(workdir):
     write_model(workdir / "data/sources/models/tiny")
     out, report = run_base(workdir, "data/sources/models/tiny", default_system_prompt="keep")
-    _, tok = training.load_model_folder(out)
+    _, tok = training.load_model(out)
     assert "You are a tiny test model." in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     assert json.loads((report / "metrics.json").read_text())["tokenizer"]["default_system_prompt_kept"] == \
         "You are a tiny test model."
@@ -202,7 +202,7 @@ def test_gguf_becomes_a_plain_folder_that_answers(workdir):
     assert metrics["tokenizer"]["eos_token"] == "<|im_end|>" and metrics["tokenizer"]["pad_token"] == "<|endoftext|>"
     assert metrics["origin"]["kind"] == "gguf" and metrics["context_length"] == 8192
     # dequantised weights still make a working chat model
-    _, tok = training.load_model_folder(out)
+    _, tok = training.load_model(out)
     ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
                                   add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():

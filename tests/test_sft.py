@@ -113,7 +113,7 @@ def test_full_sft_every_batching(tmp_path, batching):
     assert metrics["batching"] == batching and metrics["steps"] > 0 and metrics["too_long_dropped"] == 0
     assert metrics["supervised_tokens"] > 0 and metrics["final_train_loss"] is not None
     assert not (tmp_path / "ckpt").exists()  # a finished run leaves no checkpoints
-    training.load_model_folder(out)
+    training.load_model(out)
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])

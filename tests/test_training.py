@@ -50,7 +50,7 @@ def test_model_folder_is_safe_and_stamped(tiny, tmp_path):
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "instructflow `sft` model" in card and "learning_rate" in card
     assert json.loads((out / "lineage.json").read_text())["metrics"] == {"steps": 3}
-    loaded, loaded_tok = training.load_model_folder(out)
+    loaded, loaded_tok = training.load_model(out)
     assert loaded_tok.chat_template == tok.chat_template and loaded_tok.eos_token == "<|end|>"
 
 
@@ -179,9 +179,9 @@ def test_dtype_is_float32_on_cpu_even_for_a_bf16_checkpoint(tiny, tmp_path):
     model.to(torch.float32)
     tok.save_pretrained(tmp_path / "m")
     assert training.torch_dtype("auto", "cpu") == torch.float32
-    loaded, _ = training.load_model_folder(tmp_path / "m", "auto", "cpu")
+    loaded, _ = training.load_model(tmp_path / "m", "auto", "cpu")
     assert loaded.dtype == torch.float32
-    assert training.load_model_folder(tmp_path / "m", "bfloat16", "cpu")[0].dtype == torch.bfloat16  # overridable
+    assert training.load_model(tmp_path / "m", "bfloat16", "cpu")[0].dtype == torch.bfloat16  # overridable
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")

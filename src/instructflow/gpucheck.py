@@ -90,7 +90,7 @@ def run(model_path: Path, steps: int, batch_size: int, max_length: int) -> dict:
                              save_strategy="no", gradient_checkpointing=False, precompute_ref_log_probs=False)
         trainer.model.save_pretrained(Path(tmp) / "policy")
         tokenizer.save_pretrained(Path(tmp) / "policy")
-        policy, _ = training.load_model_folder(Path(tmp) / "policy", "bfloat16", "cuda")
+        policy, _ = training.load_model(Path(tmp) / "policy", "bfloat16", "cuda")
         del trainer, model
         torch.cuda.empty_cache()
         dpo = DPOTrainer(model=policy, ref_model=None, args=dpo_args, processing_class=tokenizer,

@@ -44,7 +44,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _files_under(p: Path) -> list[Path]:
+def files_under(p: Path) -> list[Path]:
     """A file, or every file under a folder (sorted), without hidden files and byte-code."""
     if not p.is_dir():
         return [p]
@@ -56,7 +56,7 @@ def hash_inputs(paths) -> dict[str, str]:
     """sha256 of every file under each path (folders expanded, sorted), keyed by path."""
     out: dict[str, str] = {}
     for p in map(Path, paths):
-        for f in _files_under(p):
+        for f in files_under(p):
             # The stamp itself and Snakemake's hidden markers (.snakemake_timestamp) are not inputs.
             if f.name == "lineage.json" or f.name.startswith("."):
                 continue
@@ -121,7 +121,7 @@ def imported_code(module: str) -> list[Path]:
                 todo += [a.name[len(PACKAGE.name) + 1:] for a in node.names if a.name.startswith(f"{PACKAGE.name}.")]
     files = []
     for path in seen.values():
-        files += _files_under(path.parent) if path.name == "__init__.py" else [path]
+        files += files_under(path.parent) if path.name == "__init__.py" else [path]
     return sorted(set(files))
 
 

@@ -403,21 +403,18 @@ def read_pointer(path: Path) -> dict | None:
 
 def folder_hashes(folder: Path) -> dict[str, str]:
     """sha256 of the files that make up a model folder, keyed by name inside it.
-
     The lineage stamp and the model card are left out: they describe the weights,
     and a re-rendered card must not orphan every adapter trained on the folder."""
-    from .lineage import file_sha256
-
+    from .lineage import file_sha256, files_under
     folder = Path(folder)
-    return {f.relative_to(folder).as_posix(): file_sha256(f) for f in sorted(folder.rglob("*"))
-            if f.is_file() and f.name not in ("lineage.json", "README.md")
-            and not any(part.startswith(".") for part in f.relative_to(folder).parts)}
+    return {f.relative_to(folder).as_posix(): file_sha256(f) for f in files_under(folder)
+            if f.name not in ("lineage.json", "README.md")}
 
 
 def folder_digest(folder: Path, hashes: dict[str, str] | None = None) -> str:
-    """One sha256 over a model folder's (name, sha256) pairs."""
-    hashes = folder_hashes(folder) if hashes is None else hashes
-    return hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in sorted(hashes.items())).encode()).hexdigest()
+    """One sha256 over a model folder's (name, sha256) pairs, as the lineage digests code."""
+    from .lineage import code_digest
+    return code_digest(folder_hashes(folder) if hashes is None else hashes)
 
 
 def resolve_base(folder: Path, base: str) -> Path:
@@ -485,8 +482,6 @@ def load_model(path: Path, dtype: str = "auto", device: str = "cpu", verify: boo
     return model, tokenizer
 
 
-# The name every consumer used before adapter folders existed.
-load_model_folder = load_model
 
 
 def is_prompt_tuned(path: Path) -> bool:
