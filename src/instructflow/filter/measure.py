@@ -1,7 +1,7 @@
 """Measure harm-detector candidates side by side on the public labelled sets.
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
-        [--candidates reference,ensemble,tfidf-ensemble] [--target-precision 0.75] [--cache FILE.npz]
+        [--candidates reference,reference-benign1,ensemble,tfidf-ensemble] [--target-precision 0.75] [--cache FILE.npz]
         [--source-weight-power 0.5]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
@@ -71,6 +71,7 @@ TASKS = {"beavertails": "response_harm", "diasafety_train": "response_harm", "to
          "dolly_closed_qa": "response_harm"}
 # The reference baseline is trained on exactly the sets issue 5 names.
 REFERENCE_SETS = ("beavertails", "diasafety_train", "toxicchat_train", "hate-offensive")
+BENIGN_TRAIN = ("coconot_chosen", "self_instruct", "dolly_safety")  # benign answers among the training sets
 TEST_FRACTION = 0.2        # of the `split` sets
 VALIDATION_FRACTION = 0.1  # of the training rows, for thresholds
 
@@ -115,6 +116,13 @@ def training_rows(sets: dict, only: tuple = ()) -> tuple[dict, dict]:
             dst["sources"].append(base)
             dst["tasks"].append(det.task_of(b, TASKS[base]))
     return fit, val
+
+
+def benign_cut(scores, max_flagged: float) -> float:
+    """The lowest threshold (flag when score >= it) that flags at most `max_flagged` of these benign rows."""
+    ranked = np.sort(np.asarray(scores, dtype=float))[::-1]
+    allowed = int(np.floor(max_flagged * len(ranked)))
+    return float(np.nextafter(ranked[allowed], np.inf)) if allowed < len(ranked) else 0.0
 
 
 class Reference:
@@ -226,6 +234,13 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         if name == "reference":
             model = Reference(training_rows(sets, REFERENCE_SETS)[0], args.seed)
+        elif name == "reference-benign1":
+            # The same baseline at the operating point issue 5 asks of the filter (<= 1 % of benign
+            # answers flagged), cut on validation rows only: the benign training sources' slice.
+            model = Reference(training_rows(sets, REFERENCE_SETS)[0], args.seed)
+            keep = [i for i, s in enumerate(val_rows["sources"]) if s in BENIGN_TRAIN]
+            model.threshold = benign_cut(model.score([val_rows["texts"][i] for i in keep],
+                                                     [val_rows["texts2"][i] for i in keep]), 0.01)
         else:
             feats = det.Features(backend=name, embedding_model=args.embedding_model,
                                  max_seq_length=args.max_seq_length)
