@@ -2,7 +2,7 @@
 
 Why varied refusals: a model taught one refusal string learns that string, not
 when to refuse, and a judge looking for it measures memorisation. Replies here
-are composed from an opener, a reason and an offer (8 x 8 x 6 = 384 replies),
+are composed from an opener, a reason and an offer (7 x 8 x 6 = 336 replies),
 chosen by a hash of the prompt, so the same prompt always gets the same reply
 and nearby prompts get different ones.
 
@@ -30,8 +30,11 @@ OPENERS = (
     "I'm not able to help with that request.",
     "I have to decline this one.",
     "I can't provide that.",
-    "That's not something I can help with.",
 )
+# Every opener declines in the first person, up front. "That's not something I can help with." was one
+# of them until the SmolLM2 profile's model, trained two epochs, collapsed most of its refusals onto it
+# (an impersonal opener that public refusal-phrase judges, such as the GCG/AdvBench list evaluation
+# uses, do not count): refusals that say "I can't" / "I won't" first are the form users and judges read.
 REASONS = (
     "It could put people in real danger.",
     "Helping with it could cause serious harm to others.",

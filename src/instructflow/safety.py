@@ -62,7 +62,7 @@ def peft_config(cfg: config.SafetyConfig):
 
 
 def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, train, val, max_length: int,
-              checkpoints: Path, report: Path, resume: bool):
+              checkpoints: Path, report: Path, resume: bool, batching: str = "padded"):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -82,7 +82,7 @@ def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer
 
 
 def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, train, val,
-                      max_length: int, checkpoints: Path, report: Path, resume: bool):
+                      max_length: int, checkpoints: Path, report: Path, resume: bool, batching: str = "padded"):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -92,10 +92,12 @@ def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, t
 
     train_rows, val_rows = rows(train), rows(val)
     args = SFTConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))),
+        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))
+           | training.batching_args(batching)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, max_length=max_length, gradient_checkpointing=False,
-        dataset_num_proc=None,
+        per_device_eval_batch_size=cfg.batch_size, gradient_checkpointing=False, dataset_num_proc=None,
+        # rows are tokenized and within max_length already; padding-free without packing wants none
+        max_length=None if batching == "padding_free" else max_length,
     )
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None, peft_config=peft_config(cfg),
@@ -153,13 +155,16 @@ def main(argv=None) -> None:
     lm_head = training.effective_lm_head("auto", model)
     training.score_positions(lm_head)
     train_fn = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]
-    trainer = train_fn(cfg, seed, device, model, tokenizer, train, val, max_length, checkpoints, report, resume)
+    batching = training.effective_batching(cfg.batching, device, prompt_tuned) if cfg.method == "refusal_sft" \
+        else "padded"
+    trainer = train_fn(cfg, seed, device, model, tokenizer, train, val, max_length, checkpoints, report, resume,
+                       batching)
 
     # ---- save (one process)
     history = trainer.state.log_history
     metrics = training.final_metrics(history) | {
         "pairs": len(pairs), "pairs_by_file": counts, "too_long_dropped": too_long, "train_pairs": len(train),
-        "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "lm_head": lm_head,
+        "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "lm_head": lm_head, "batching": batching,
         "max_length": max_length,
         "best_step": int(trainer.state.best_global_step or 0)}
     accuracies = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]

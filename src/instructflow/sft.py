@@ -57,16 +57,8 @@ def peft_config(cfg: config.SFTConfig):
 
 
 def effective_batching(cfg: config.SFTConfig, device: str) -> str:
-    """The batching mode to use. `auto`: on a CPU length-grouped batches had the most
-    supervised tokens/s (`make bench`: concatenated batches pay for a block-diagonal
-    mask there); on a GPU padding-free batches. PEFT prompt tuning drops position
-    ids, so concatenated batches would attend across examples: it pads instead."""
-    batching = cfg.batching
-    if batching == "auto":
-        batching = "grouped" if device == "cpu" else "padding_free"
-    if cfg.method == "prompt_tuning" and batching in ("packed", "padding_free"):
-        return "grouped"
-    return batching
+    """The batching mode to use (see `training.effective_batching`)."""
+    return training.effective_batching(cfg.batching, device, cfg.method == "prompt_tuning")
 
 
 def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenizer, train_rows: list[dict],

@@ -219,6 +219,18 @@ def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: i
     return rows, {"rows": len(rows), "too_long_dropped": too_long, "tokens": tokens, "supervised_tokens": supervised}
 
 
+def effective_batching(batching: str, device: str, prompt_tuned: bool = False) -> str:
+    """The batching mode to use (`sft.batching`, `safety.batching`). `auto`: on a CPU length-grouped
+    batches had the most supervised tokens/s (`make bench`: concatenated batches pay for a
+    block-diagonal mask there); on a GPU padding-free batches. PEFT prompt tuning drops position
+    ids, so concatenated batches would attend across examples: a soft prompt pads instead."""
+    if batching == "auto":
+        batching = "grouped" if device == "cpu" else "padding_free"
+    if prompt_tuned and batching in ("packed", "padding_free"):
+        return "grouped"
+    return batching
+
+
 def batching_args(batching: str) -> dict:
     """SFTConfig fields for a batching mode (see `sft.batching`; chosen by `make bench`)."""
     return {
