@@ -32,7 +32,7 @@ def test_every_method_runs(tmp_path, method, lora):
     sft_folder = write_model(tmp_path / "sft")
     out, metrics = run_safety(tmp_path, sft_folder, method=method, lora=lora)
     assert metrics["method"] == method and metrics["lora"] is lora and metrics["steps"] > 0
-    assert metrics["batching"] == ("grouped" if method == "refusal_sft" else "padded")  # DPO pads pairs itself
+    assert metrics["batching"] == "padded"  # refusal_sft on a CPU: mixed batches; DPO pads pairs itself
     assert metrics["pairs_by_file"][str(tmp_path / "missing.jsonl")] == 0  # a missing on-policy file is none
     assert (out / "adapter_config.json").is_file() is lora  # LoRA: the adapter, no full copy
     assert (out / "model.safetensors").is_file() is not lora
@@ -81,10 +81,10 @@ def test_lora_dpo_uses_the_adapter_disabled_model_as_reference(tmp_path, monkeyp
     assert seen == {"ref_model": None, "precompute": False}  # no second copy, nothing scored up front
 
 
-@pytest.mark.parametrize("batching", ["auto", "padded", "padding_free"])
+@pytest.mark.parametrize("batching", ["auto", "grouped", "padding_free"])
 def test_refusal_sft_batching_is_a_param_and_dpo_pads(tmp_path, batching):
     _, metrics = run_safety(tmp_path, method="refusal_sft", batching=batching)
-    assert metrics["batching"] == {"auto": "grouped"}.get(batching, batching)  # auto: grouped on a CPU
+    assert metrics["batching"] == {"auto": "padded"}.get(batching, batching)  # auto: mixed batches on a CPU
     assert metrics["steps"] > 0 and metrics["final_train_loss"] == metrics["final_train_loss"]  # trained, not NaN
 
 
@@ -92,6 +92,7 @@ def test_effective_batching_per_device_and_for_a_soft_prompt():
     assert training.effective_batching("auto", "cpu") == "grouped"
     assert training.effective_batching("auto", "cuda") == "padding_free"
     assert training.effective_batching("padded", "cuda") == "padded"
+    assert training.effective_batching("auto", "cpu", cpu_auto="padded") == "padded"  # safety's choice
     # a soft prompt drops position ids, so concatenated rows would attend across examples
     assert training.effective_batching("padding_free", "cpu", prompt_tuned=True) == "grouped"
     assert training.effective_batching("packed", "cuda", prompt_tuned=True) == "grouped"

@@ -210,11 +210,25 @@ def test_gpu_check_skips_politely_without_cuda(capsys):
     assert "gpu-check: skipped: no CUDA device" in capsys.readouterr().out
 
 
-def test_threads_zero_means_the_free_cores():
+def test_threads_zero_means_the_free_cores(monkeypatch):
+    import builtins
+    import io
     import os
 
     n = training.free_cores()
     assert 1 <= n <= len(os.sched_getaffinity(0))
+    # what is runnable now counts, not the lagging 1-minute average (a just-finished stage's load)
+    cores = len(os.sched_getaffinity(0))
+    real_open = builtins.open
+
+    def fake(running):
+        return lambda path, *a, **k: (io.StringIO(f"{cores + 3}.00 2.00 1.00 {running}/300 4242\n")
+                                      if path == "/proc/loadavg" else real_open(path, *a, **k))
+
+    monkeypatch.setattr(builtins, "open", fake(1))  # only this process runs: every core is free
+    assert training.free_cores(interval=0) == cores
+    monkeypatch.setattr(builtins, "open", fake(cores + 5))  # all busy: still one thread
+    assert training.free_cores(interval=0) == 1
 
 
 def test_recipe_reaches_the_trainer_and_the_model(tiny, tmp_path):

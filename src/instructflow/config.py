@@ -349,9 +349,10 @@ class SafetyConfig(RecipeConfig):
     batch_size: int = _f(16, "Pairs per micro-batch.", **POSITIVE)
     max_length: int = _f(128, "Longest prompt + reply in tokens; longer pairs are dropped and counted. 0 = the model's "
                               "context.", **NON_NEGATIVE)
-    batching: str = _f("auto", "refusal_sft batches, as `sft.batching`: padded, grouped (length-grouped: a harmful "
-                               "prompt's short refusal is not padded to a long helpful answer), packed, padding_free, "
-                               "or auto (grouped on a CPU, padding_free on a GPU). DPO pads pairs itself.",
+    batching: str = _f("auto", "refusal_sft batches, as `sft.batching`: padded (random batches), grouped (length-"
+                               "grouped: faster, but a batch then holds only refusals or only answers, which taught "
+                               "more over-refusal), packed, padding_free, or auto (padded on a CPU, padding_free on a "
+                               "GPU). DPO pads pairs itself.",
                        enum=["auto", "padded", "grouped", "packed", "padding_free"])
     patience: int = _f(0, "Validation checks without improvement before early stopping; 0 = never stop early.",
                        **NON_NEGATIVE)

@@ -32,17 +32,33 @@ CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards/accura
 
 
 # --------------------------------------------------------------------------- device
-def free_cores() -> int:
+def free_cores(samples: int = 5, interval: float = 0.05) -> int:
     """Cores this process may use that other work is not already using (at least 1).
 
     Two threads per process on a 2-core machine shared with another job ran about
-    6x slower than one: threads beyond the idle cores only contend."""
+    6x slower than one: threads beyond the idle cores only contend. Busy cores are
+    the threads runnable right now (/proc/loadavg's running count, less this one,
+    median of a few samples), not the 1-minute load average: that lags, so a stage
+    started right after another saw the finished stage's load and took one thread
+    on an idle machine. Without /proc, the load average it is."""
+    import statistics
+    import time
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(1, min(cores, round(cores - load)))
+        running = []
+        for i in range(samples):
+            if i:
+                time.sleep(interval)
+            with open("/proc/loadavg") as fh:
+                running.append(int(fh.read().split()[3].split("/")[0]))
+        busy = statistics.median(running) - 1
+    except (OSError, ValueError, IndexError):
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
 
 
 def setup_torch(seed: int, threads: int) -> str:
@@ -219,13 +235,13 @@ def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: i
     return rows, {"rows": len(rows), "too_long_dropped": too_long, "tokens": tokens, "supervised_tokens": supervised}
 
 
-def effective_batching(batching: str, device: str, prompt_tuned: bool = False) -> str:
-    """The batching mode to use (`sft.batching`, `safety.batching`). `auto`: on a CPU length-grouped
-    batches had the most supervised tokens/s (`make bench`: concatenated batches pay for a
-    block-diagonal mask there); on a GPU padding-free batches. PEFT prompt tuning drops position
-    ids, so concatenated batches would attend across examples: a soft prompt pads instead."""
+def effective_batching(batching: str, device: str, prompt_tuned: bool = False, cpu_auto: str = "grouped") -> str:
+    """The batching mode to use (`sft.batching`, `safety.batching`). `auto`: `cpu_auto` on a CPU (for
+    sft length-grouped batches had the most supervised tokens/s, `make bench`: concatenated batches
+    pay for a block-diagonal mask there); on a GPU padding-free batches. PEFT prompt tuning drops
+    position ids, so concatenated batches would attend across examples: a soft prompt pads instead."""
     if batching == "auto":
-        batching = "grouped" if device == "cpu" else "padding_free"
+        batching = cpu_auto if device == "cpu" else "padding_free"
     if prompt_tuned and batching in ("packed", "padding_free"):
         return "grouped"
     return batching
