@@ -23,9 +23,8 @@ GOOD = ["cold", "Run kill with the process id.", "cat cat", "Mix flour, water an
 TOXIC = ["cold, you idiot.", "blue, you stupid moron."]
 
 
-@pytest.fixture(scope="module")
-def detector_dir(tmp_path_factory):
-    """A small hashing detector trained on exchanges like the built-in corpus's."""
+def fit_detector():
+    """A small hashing detector trained on exchanges like the built-in corpus's (test_records_workers uses it too)."""
     prompts, replies, labels = [], [], []
     for p in HARMFUL:
         for r in COMPLY:
@@ -39,8 +38,13 @@ def detector_dir(tmp_path_factory):
             prompts.append(p); replies.append(t); labels.append(1)
     model = det.fit(det.Features(n_features=2**14), prompts * 3, replies * 3, labels * 3, C=10.0, seed=0)
     model.threshold = 0.5
+    return model
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("det") / "detector"
-    model.save(out)
+    fit_detector().save(out)
     return out
 
 
