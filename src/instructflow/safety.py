@@ -191,6 +191,7 @@ def main(argv=None) -> None:
         write_json(report / "metrics.json", {**metrics, "lineage": stamp})
         training.finish_checkpoints(checkpoints)
     print(f"safety: saved to {out}; {metrics}")
+    training.end_processes()
 
 
 if __name__ == "__main__":

@@ -348,6 +348,20 @@ def finish_checkpoints(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def end_processes() -> None:
+    """Close a distributed run (torchrun/accelerate) cleanly: every process waits for
+    the first to finish saving, then the process group is destroyed.
+
+    Left open, gloo's worker threads are still joinable when the interpreter exits,
+    and a rank can abort ("terminate called without an active exception") after the
+    model was saved, failing the launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def live_callback(live_dir: Path):
     """A TrainerCallback that writes loss curves with dvclive, step-indexed, no timestamps.
 
