@@ -205,6 +205,11 @@ def test_generic_parquet_and_limit(tmp_path):
     assert len(read(path, "parquet", kind="sft", columns={"instruction": "q", "output": "a"}, limit=2,
                     notes=notes)) == 2
     assert "limit=2" in notes[0]
+    notes = []
+    strided = read(path, "parquet", kind="sft", columns={"instruction": "q", "output": "a"}, stride=2, notes=notes)
+    assert [r["locator"] for r in strided] == ["t.parquet:row=1", "t.parquet:row=3"] and "stride=2" in notes[0]
+    assert [r["locator"] for r in read(path, "parquet", kind="sft", columns={"instruction": "q", "output": "a"},
+                                       stride=2, limit=2)] == ["t.parquet:row=1"]
     with pytest.raises(SourceError, match="needs `kind`"):
         read(path, "parquet")
 

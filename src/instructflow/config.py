@@ -83,6 +83,8 @@ class SourceConfig:
     split: str = _f("auto", "auto (by content hash) or force every record to train, test or eval.",
                     enum=["auto", "train", "test", "eval"])
     limit: int = _f(0, "Read only the first N rows of the source (0 = all).", **NON_NEGATIVE)
+    stride: int = _f(1, "Read every k-th row (rows 1, 1+k, 1+2k, ... of the first `limit`): a slice spread "
+                     "over a file sorted by topic, where `limit` alone would take its first topics.", **POSITIVE)
     hf_split: str = _f("train", "Format hf: which split of a DatasetDict to read.", minLength=1)
 
 

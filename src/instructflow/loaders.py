@@ -584,10 +584,14 @@ def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator
     if spec.task:
         static["task"] = spec.task
     read = SCHEMAS[schema]
+    if spec.stride > 1:
+        notes.append(f"{rel}: read every {spec.stride}th row (stride={spec.stride})")
     for n, (where, data, error) in enumerate(_rows(target, rel, fmt, schema, spec, notes), start=1):
         if spec.limit and n > spec.limit:
             notes.append(f"{rel}: stopped after limit={spec.limit} rows")
             break
+        if spec.stride > 1 and (n - 1) % spec.stride:
+            continue  # not read: like rows past `limit`, outside the source as declared
         if error is None and isinstance(data, str) and schema == "prompts":
             data = {"prompt": data}
         if error is None and not isinstance(data, dict):
