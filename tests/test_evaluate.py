@@ -130,6 +130,11 @@ def test_summarize_reports_every_split_with_n_and_interval():
     assert m["refusal_heldout_item"] == 1.0 and m["refusal_heldout_phrasing"] == 0.0
     assert m["refusal_heldout_phrasing_by_classifier"] == 1.0 and m["refusal_by_prefix"] == 0.5
     assert m["refusal_theft"] == 1.0 and m["refusal_fraud"] == 0.0
+    assert "refusal_style_question" not in m  # rows without a style give no key (the built-in corpus)
+    styled = [dict(_row("harmful", "harmful", "seen", refused), style=style)
+              for refused, style in ((True, "question"), (True, "question"), (False, "command"), (True, "command"))]
+    m2 = M.summarize(styled, ["prefix"])
+    assert (m2["refusal_style_question"], m2["refusal_style_command"], m2["n"]["refusal_style_command"]) == (1.0, 0.5, 2)
     # over-refusal counts refused instructions too, not only look-alikes
     assert m["over_refusal"] == round(2 / 6, 4) and m["over_refusal_lookalike"] == 0.5
     assert m["over_refusal_instruction"] == 0.25 and m["over_refusal_lookalike_heldout_item"] == 1.0

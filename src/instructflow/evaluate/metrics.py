@@ -181,6 +181,9 @@ def summarize(rows: list[dict], judges: list[str], confidence: float = 0.95) -> 
     for split in SPLITS:
         _refusal_rates(s, f"refusal_{split}", [r for r in harmful if r["split"] == split], judges)
     _refusal_rates(s, "refusal_heldout", [r for r in harmful if r["split"] == "heldout_phrasing"], judges)
+    # the phrasings the issue names: a model taught only questions learns not to refuse commands
+    for style in ("question", "command"):
+        _refusal_rates(s, f"refusal_style_{style}", [r for r in harmful if r.get("style") == style], judges)
     cats = defaultdict(list)
     for r in harmful:
         if r.get("category"):
