@@ -585,7 +585,7 @@ def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator
         static["task"] = spec.task
     read = SCHEMAS[schema]
     if spec.stride > 1:
-        notes.append(f"{rel}: read every {spec.stride}th row (stride={spec.stride})")
+        notes.append(f"{rel}: read rows 1, {1 + spec.stride}, {1 + 2 * spec.stride}, ... (stride={spec.stride})")
     for n, (where, data, error) in enumerate(_rows(target, rel, fmt, schema, spec, notes), start=1):
         if spec.limit and n > spec.limit:
             notes.append(f"{rel}: stopped after limit={spec.limit} rows")
