@@ -15,6 +15,7 @@ documented in docs/evaluation.md, each rate with its n and 95 % Wilson interval.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from functools import lru_cache
 
@@ -154,6 +155,24 @@ def _help_scores(s: Summary, key: str, rows: list[dict]) -> None:
                 len(free))
 
 
+def sentences(text: str) -> int:
+    """Sentences of at least three words: a lone "Yes." or a list label is not one."""
+    return sum(len(part.split()) >= 3 for part in re.split(r"(?<=[.!?])\s+", text.strip()))
+
+
+def _answer_shape(s: Summary, rows: list[dict]) -> None:
+    """Do answers stay multi-sentence where the reference is, and how long are they.
+
+    Only free-text references (ROUGE rows): ROUGE-L alone rewards a short answer
+    to a short reference, and a model that learned to answer in one line can keep
+    its ROUGE-L while losing the explanations users read."""
+    free = [r for r in rows if r.get("metric") == "rouge" and r.get("reference")]
+    s.rate("multi_sentence_instruction",
+           [sentences(r["reply"]) >= 2 for r in free if sentences(r["reference"]) >= 2])
+    if free:
+        s.score("words_instruction", sum(len(r["reply"].split()) for r in free) / len(free), len(free))
+
+
 def summarize(rows: list[dict], judges: list[str], confidence: float = 0.95) -> dict:
     """Every metric of one model, from its scored rows (see docs/evaluation.md for the keys)."""
     s = Summary(confidence)
@@ -206,6 +225,7 @@ def summarize(rows: list[dict], judges: list[str], confidence: float = 0.95) -> 
     _help_scores(s, "{m}", harmless)
     _help_scores(s, "{m}_lookalike", look)
     _help_scores(s, "{m}_instruction", instr)
+    _answer_shape(s, instr)
     for split in SPLITS:
         _help_scores(s, "{m}_lookalike_" + split, [r for r in look if r["split"] == split])
 
