@@ -62,7 +62,7 @@ def peft_config(cfg: config.SafetyConfig):
 
 
 def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer, train, val, max_length: int,
-              checkpoints: Path, report: Path, resume: bool, batching: str = "padded"):
+              checkpoints: Path, report: Path, resume: bool):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -154,14 +154,16 @@ def main(argv=None) -> None:
     # As sft's `lm_head: auto`: with a large vocabulary the fused LM head scores only the reply's positions.
     lm_head = training.effective_lm_head("auto", model)
     training.score_positions(lm_head)
-    train_fn = {"dpo": train_dpo, "refusal_sft": train_refusal_sft}[cfg.method]
-    # Refusal SFT on a CPU pads random batches: length-grouped batches hold only short refusals or only
-    # long answers, and on the SmolLM2 pairs that model refused 58 % of held-out look-alikes against
-    # 29 % with mixed batches (README, "Real models"); padding-free batches were no faster there.
-    batching = training.effective_batching(cfg.batching, device, prompt_tuned, cpu_auto="padded") \
-        if cfg.method == "refusal_sft" else "padded"
-    trainer = train_fn(cfg, seed, device, model, tokenizer, train, val, max_length, checkpoints, report, resume,
-                       batching)
+    run = (cfg, seed, device, model, tokenizer, train, val, max_length, checkpoints, report, resume)
+    if cfg.method == "refusal_sft":
+        # On a CPU, random padded batches: length-grouped batches hold only short refusals or only long
+        # answers, and on the SmolLM2 pairs that model refused 58 % of held-out look-alikes against 29 %
+        # with mixed batches (README, "Real models"); padding-free batches were no faster there.
+        batching = training.effective_batching(cfg.batching, device, prompt_tuned, cpu_auto="padded")
+        trainer = train_refusal_sft(*run, batching)
+    else:  # DPO pads its pairs itself
+        batching = "padded"
+        trainer = train_dpo(*run)
 
     # ---- save (one process)
     history = trainer.state.log_history

@@ -157,7 +157,8 @@ def main(argv=None) -> None:
             scored = score_row(e, reply, {j: bool(v[i]) for j, v in verdicts.items()}, primary, cfg.helpful_rouge_l)
             rows.append({"model": name, "id": e["id"], "scope": e["scope"], "group": e["group"],
                          "kind": e["kind"], "family": e["family"], "category": e.get("category"),
-                         "style": e.get("style"), "split": e["split"], "heldout": e.get("heldout", False), "shots": shots[i],
+                         "style": e.get("style"), "split": e["split"], "heldout": e.get("heldout", False),
+                         "shots": shots[i],
                          "prompt": e["prompt"][-1]["content"], "reference": e.get("reference"),
                          "metric": e.get("metric"), "unsafe": None if unsafe is None else unsafe[i], **scored})
         m = M.summarize(rows, list(judges), cfg.confidence)
