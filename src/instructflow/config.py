@@ -295,8 +295,9 @@ class SFTConfig(RecipeConfig):
     max_length: int = _f(128, "Longest example in tokens; longer ones are dropped and counted. 0 = the model's context.",
                          **NON_NEGATIVE)
     batching: str = _f("auto", "padded (to the longest in a batch), grouped (length-grouped batches), packed "
-                               "(best-fit packing), padding_free (concatenated, position ids), or auto: grouped on a "
-                               "CPU, padding_free on a GPU (measured by `make bench`).",
+                               "(best-fit packing; batch_size then counts packed rows of up to max_length tokens), padding_free "
+                               "(concatenated, position ids), or auto: grouped on a CPU (`make bench`), packed on a GPU "
+                               "(`make gpu-check`).",
                        enum=["auto", "padded", "grouped", "packed", "padding_free"])
     lm_head: str = _f("auto", "Positions the LM head scores in training: all (TRL's choice off Triton devices), "
                               "supervised (only those with a label: the same loss, less compute; `make bench`), or "
@@ -353,8 +354,7 @@ class SafetyConfig(RecipeConfig):
                               "context.", **NON_NEGATIVE)
     batching: str = _f("auto", "refusal_sft batches, as `sft.batching`: padded (random batches), grouped (length-"
                                "grouped: faster, but a batch then holds only refusals or only answers, which taught "
-                               "more over-refusal), packed, padding_free, or auto (padded on a CPU, padding_free on a "
-                               "GPU). DPO pads pairs itself.",
+                               "more over-refusal), packed, padding_free, or auto (padded, on a CPU and a GPU). DPO pads pairs itself.",
                        enum=["auto", "padded", "grouped", "packed", "padding_free"])
     patience: int = _f(0, "Validation checks without improvement before early stopping; 0 = never stop early.",
                        **NON_NEGATIVE)

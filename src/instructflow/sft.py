@@ -70,7 +70,7 @@ def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenize
     training.score_positions(training.effective_lm_head(cfg.lm_head, model))
     sft_args = SFTConfig(
         **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))
-           | training.batching_args(batching)),
+           | training.batching_args(batching, device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size * 2,
         # Rows are already tokenized and within max_length (longer ones dropped and counted);
