@@ -85,6 +85,10 @@ class SourceConfig:
     limit: int = _f(0, "Read only the first N rows of the source (0 = all).", **NON_NEGATIVE)
     stride: int = _f(1, "Read every k-th row (rows 1, 1+k, 1+2k, ... of the first `limit`): a slice spread "
                      "over a file sorted by topic, where `limit` alone would take its first topics.", **POSITIVE)
+    skip: dict = _f({}, "Rows not read: field (after the `columns` mapping, dotted paths allowed) -> values, e.g. "
+                        "{category: [spc_fin, spc_hlt]} for AILuminate's specialised-advice prompts, which deserve "
+                        "a careful answer, not a refusal. Counted in ingest's notes, like rows past `limit`.",
+                    additionalProperties={"type": "array", "minItems": 1})
     hf_split: str = _f("train", "Format hf: which split of a DatasetDict to read.", minLength=1)
 
 

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -586,6 +587,8 @@ def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator
     read = SCHEMAS[schema]
     if spec.stride > 1:
         notes.append(f"{rel}: read rows 1, {1 + spec.stride}, {1 + 2 * spec.stride}, ... (stride={spec.stride})")
+    skip = {field: {str(v) for v in values} for field, values in spec.skip.items()}
+    skipped = Counter()
     for n, (where, data, error) in enumerate(_rows(target, rel, fmt, schema, spec, notes), start=1):
         if spec.limit and n > spec.limit:
             notes.append(f"{rel}: stopped after limit={spec.limit} rows")
@@ -597,6 +600,11 @@ def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator
         if error is None and not isinstance(data, dict):
             error = f"a row must be an object, got {type(data).__name__}"
         row = Row(data, spec.columns) if error is None else None
+        hit = row is not None and next((f for f, values in skip.items()
+                                        if str(row.get(f, None)) in values), None)
+        if hit:  # not read, as `stride`: the source as declared leaves these rows out
+            skipped[f"{hit}={row.get(hit)}"] += 1
+            continue
         orig = row.get("id", None) if row else None
         locator = f"{rel}{where}" + (f";id={orig}" if isinstance(orig, (str, int)) and str(orig).strip() else "")
         if error is None:
@@ -613,3 +621,6 @@ def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator
             labels["task"] = static["task"]
         yield make_record(source, locator, license, fmt, labels=labels, kind=fields.pop("kind", None) or kind,
                           **fields)
+    if skipped:
+        notes.append(f"{rel}: {sum(skipped.values())} row(s) not read by `skip`: "
+                     + ", ".join(f"{k} ({v})" for k, v in sorted(skipped.items())))
