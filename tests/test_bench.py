@@ -27,3 +27,23 @@ def test_variants_put_todays_batching_first_and_cover_every_mode():
     heads = {h for _, h in bench.VARIANTS.values()}
     enum = config.params_schema()["properties"]["sft"]["properties"]
     assert modes == set(enum["batching"]["enum"]) - {"auto"} and heads == set(enum["lm_head"]["enum"]) - {"auto"}
+
+
+def test_counting_collator_counts_real_slots_supervised_and_examples_per_batch():
+    import torch
+
+    def pad(examples):  # a padding collator: labels -100 on padding and on the prompt's first token
+        width = max(len(e["input_ids"]) for e in examples)
+        ids = torch.zeros(len(examples), width, dtype=torch.long)
+        labels = torch.full((len(examples), width), -100)
+        for i, e in enumerate(examples):
+            ids[i, :len(e["input_ids"])] = torch.tensor(e["input_ids"])
+            labels[i, 1:len(e["input_ids"])] = torch.tensor(e["input_ids"][1:])
+        return {"input_ids": ids, "labels": labels}
+
+    sink = []
+    collate = bench.counting_collator(pad, sink)
+    batch = collate([{"input_ids": [5, 6, 7]}, {"input_ids": [8]}])
+    assert batch["input_ids"].shape == (2, 3)  # the wrapped collator's batch, unchanged
+    collate([{"input_ids": [1, 2]}])
+    assert sink == [(4, 6, 2, 2), (2, 2, 1, 1)]

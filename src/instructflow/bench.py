@@ -147,6 +147,19 @@ def _dolly_case(n: int):
     return (chats, tokenizer, fresh, 512), None
 
 
+def counting_collator(collate, sink: list):
+    """`collate`, also appending (real tokens, token slots, supervised tokens, examples) of every
+    batch it makes to `sink`. The k-th step trains on sink[k - 1]; the loader fetches one batch
+    ahead, so the sink can hold one batch more than the steps taken (never trained on)."""
+    def counting(examples):
+        batch = collate(examples)
+        sink.append((sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel(),
+                     int((batch["labels"] != -100).sum()), len(examples)))
+        return batch
+
+    return counting
+
+
 def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size: int, steps: int, out: Path,
              lm_head: str = "all"):
     """Train `steps` optimizer steps with one batching mode; time the steps after the first."""
@@ -177,19 +190,11 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
 
     trainer = sft.build_trainer(cfg, 1234, "cpu", make_model(), tokenizer, rows, [], max_length,
                                 out / f"{mode}-{lm_head}", out / "live")
-    collate, clock, seen = trainer.data_collator, Clock(), []
-
-    def counting(examples):
-        batch = collate(examples)
-        if len(clock.times) >= 1:  # the steps that are timed
-            seen.append((sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel(),
-                         int((batch["labels"] != -100).sum()), len(examples)))
-        return batch
-
-    trainer.data_collator = counting
+    clock, seen = Clock(), []
+    trainer.data_collator = counting_collator(trainer.data_collator, seen)
     trainer.add_callback(clock)
     trainer.train()
-    timed = seen[: len(clock.times) - 1]
+    timed = seen[1:len(clock.times)]  # the timed steps' batches (all but the first; not the one fetched ahead)
     for real, slots, supervised, n in timed:
         counts["real"] += real
         counts["slots"] += slots

@@ -76,7 +76,7 @@ def sft_one_mode(model, tokenizer, rows: list[dict], mode: str, steps: int, batc
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from . import training
+    from . import bench, training
 
     training.score_positions("all")  # on CUDA TRL's fused head already projects only labelled positions
     args = SFTConfig(**(training.common_args(out, 0, "cuda", torch.bfloat16) | training.batching_args(mode, "cuda")),
@@ -85,7 +85,7 @@ def sft_one_mode(model, tokenizer, rows: list[dict], mode: str, steps: int, batc
                      gradient_checkpointing=False)
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
     step_s: list[float] = []
-    batches: list[tuple[int, int, int]] = []  # (real tokens, token slots, supervised tokens) per step
+    batches: list[tuple[int, int, int, int]] = []  # (real tokens, slots, supervised tokens, examples) per step
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -96,15 +96,7 @@ def sft_one_mode(model, tokenizer, rows: list[dict], mode: str, steps: int, batc
             torch.cuda.synchronize()
             step_s.append(time.perf_counter() - self.t0)
 
-    collate = trainer.data_collator
-
-    def counting(examples):
-        batch = collate(examples)
-        batches.append((sum(len(e["input_ids"]) for e in examples), batch["input_ids"].numel(),
-                        int((batch["labels"] != -100).sum())))
-        return batch
-
-    trainer.data_collator = counting
+    trainer.data_collator = bench.counting_collator(trainer.data_collator, batches)
     trainer.add_callback(Clock())
     torch.cuda.reset_peak_memory_stats()
     loss = trainer.train().training_loss
