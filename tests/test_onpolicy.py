@@ -96,6 +96,9 @@ def test_judge_puts_each_answer_on_the_right_side():
     assert onpolicy.judge(_item("instruction"), "Blue.", True, 3) == (None, "degenerate")
     pair, outcome = onpolicy.judge(_item("instruction"), "Red is warm. Blue is cool. Green is", False, 3)
     assert outcome == "helped_trimmed" and pair["chosen"][0]["content"] == "Red is warm. Blue is cool."
+    assert pair["labels"]["cut"] is True  # its end of turn is not trained (safety.open_ends)
+    pair, _ = onpolicy.judge(_item("instruction"), "Red is warm. Blue is cool.", True, 3)
+    assert "cut" not in pair["labels"]
     assert onpolicy.judge(_item("instruction"), "no full stop here at all", False, 0) == (None, "degenerate")
 
 

@@ -112,6 +112,31 @@ def test_onpolicy_pairs_join_and_long_pairs_are_counted(tmp_path):
     assert metrics["too_long_dropped"] == 1 and metrics["train_pairs"] == len(PAIRS) * 6 + 1
 
 
+@pytest.mark.parametrize("open_ends", [True, False])
+def test_cut_replies_train_without_their_end_of_turn(tmp_path, monkeypatch, open_ends):
+    seen = []
+    original = training.supervised_dataset
+
+    def spy(tokenizer, conversations, max_length, what, open_ends=None):
+        rows, stats = original(tokenizer, conversations, max_length, what, open_ends)
+        seen.append((conversations, rows, open_ends))
+        return rows, stats
+
+    monkeypatch.setattr(training, "supervised_dataset", spy)
+    cut = {"id": "o1", "prompt": [{"role": "user", "content": "Say cat two times."}], "labels": {"cut": True},
+           "chosen": [{"role": "assistant", "content": "cat cat."}],
+           "rejected": [{"role": "assistant", "content": "I can't help with that."}]}
+    onpolicy = write_jsonl(tmp_path / "onpolicy.jsonl", [cut])
+    _, metrics = run_safety(tmp_path, onpolicy=onpolicy, method="refusal_sft", open_ends=open_ends)
+    assert metrics["open_ends"] == int(open_ends)
+    conversations, rows, flags = seen[0]
+    (i,) = [n for n, c in enumerate(conversations) if c[-1]["content"] == "cat cat."]
+    assert flags[i] is open_ends and sum(flags) == int(open_ends)  # only the cut reply
+    last = max(n for n, lab in enumerate(rows[i]["labels"]) if lab != -100)
+    # open: the last supervised token ends the reply's text; closed: the end of turn after it is trained too
+    assert (last < len(rows[i]["input_ids"]) - 2) is open_ends
+
+
 def test_safety_on_a_prompt_tuned_sft_model_trains_the_prompt(tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -52,6 +52,34 @@ def test_mask_with_generation_markers():
     assert [tok.convert_ids_to_tokens(t) for t, lab in zip(ids, rows[0]["labels"]) if lab == -100][:1] == ["<|user|>"]
 
 
+def test_open_end_leaves_only_the_last_end_of_turn_out_of_the_loss():
+    """A reply cut at a generation budget trains its text, not the stop after it; earlier turns keep theirs."""
+    tok = chatml_tokenizer()
+    tok.chat_template = tok.chat_template.replace("You are a tiny test model.", "")
+    closed = training.supervised_rows(tok, CHATS[1])[0]
+    (row,) = training.supervised_rows(tok, CHATS[1], open_end=True)
+    assert row["input_ids"] == closed["input_ids"]
+    assert "".join(supervised_text(tok, row).split()) == "catcat<|im_end|>|Youarewelcome.|"
+    dropped = [tok.convert_ids_to_tokens(t) for t, a, b in zip(row["input_ids"], closed["labels"], row["labels"])
+               if a != b]
+    assert dropped[0] == "<|im_end|>" and tok.convert_tokens_to_string(dropped[1:]).strip() == ""  # + its newline
+    assert all(b == -100 for a, b in zip(closed["labels"], row["labels"]) if a != b)
+    # with {% generation %} markers too
+    tok2 = train_tokenizer(TEXTS, 300)
+    (row2,) = training.supervised_rows(tok2, CHATS[1], open_end=True)
+    assert supervised_text(tok2, row2) == " cat cat<|end|>| You are welcome.|"
+    # and counted by the dataset builder
+    _, stats = training.supervised_dataset(tok2, [CHATS[1], CHATS[0]], 64, "test", open_ends=[True, False])
+    assert stats["open_ends"] == 1
+
+
+def test_open_end_refuses_a_template_that_rewrites_the_reply():
+    tok = chatml_tokenizer()
+    tok.chat_template = tok.chat_template.replace("message['content']", "message['content'] | upper")
+    with pytest.raises(training.TemplateError, match="end of turn"):
+        training.supervised_rows(tok, CHATS[1], open_end=True)
+
+
 def test_template_that_rewrites_history_gets_a_row_per_turn():
     tok = chatml_tokenizer()
     # earlier assistant turns rendered without their text once later turns follow (as reasoning templates do)

@@ -227,6 +227,25 @@ def test_chunks_give_the_same_split_as_one_pass():
         rule("values_to_match_regex", TURN): 1}
 
 
+def test_data_docs_from_worker_processes_match_one_process(tmp_path):
+    """Chunks validated in worker processes send their suite results back; the Data Docs built from
+    them are the one-process pages, byte for byte, with a validation page per chunk and suite."""
+    a = sft(1)
+    records = [a, sft(2, prompt="Q2?"), sft(3, prompt="Q3?", reply=""), {**sft(4, prompt="Q4?"), "id": a["id"]},
+               sft(5, prompt="q2?"), pref(1), pref(2)]
+    write_jsonl(tmp_path / "raw.jsonl", records)
+    pages, outs = {}, {}
+    for workers in (1, 2):
+        cfg = ValidateConfig(**{**CFG.__dict__, "chunk_size": 3, "workers": workers})
+        out, docs = tmp_path / f"w{workers}", tmp_path / f"w{workers}-docs"
+        summary = validate.validate_file(str(tmp_path / "raw.jsonl"), cfg, out, docs)
+        pages[workers] = sorted((p.relative_to(docs).as_posix(), p.read_bytes()) for p in docs.rglob("*.html"))
+        outs[workers] = [(out / n).read_bytes() for n in ("valid.jsonl", "quarantine.jsonl")], summary
+    assert pages[1] == pages[2] and outs[1] == outs[2]
+    runs = [name for name, _ in pages[2] if name.startswith("validations/")]
+    assert len(runs) == 6 and sum("chunk-0002" in name for name in runs) == 2  # 3 chunks x 2 suites
+
+
 def test_one_bad_source_stops_the_pipeline_naming_it():
     good = [sft(i, prompt=f"Q{i}?") for i in range(8)]
     bad = [make_record("broken", f"data/sources/b.jsonl:line={i}", LICENSE, "messages",

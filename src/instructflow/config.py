@@ -362,6 +362,9 @@ class SafetyConfig(RecipeConfig):
                        enum=["auto", "padded", "grouped", "packed", "padding_free"])
     patience: int = _f(0, "Validation checks without improvement before early stopping; 0 = never stop early.",
                        **NON_NEGATIVE)
+    open_ends: bool = _f(True, "refusal_sft: a chosen reply the onpolicy stage cut at its token budget (label "
+                               "`cut`) trains without its end of turn, so the model does not learn to stop "
+                               "where the budget fell; false supervises it like any other reply.")
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -161,8 +161,11 @@ def judge(item: dict, answer: str, ended: bool, min_words: int) -> tuple[dict | 
     if refused:
         return None, "over_refused"
     outcome = "helped"
-    if not ended:  # a chosen reply cut mid-sentence would teach the model to stop mid-sentence
+    if not ended:  # a chosen reply cut mid-sentence would teach the model to stop mid-sentence, and one
+        # cut anywhere would teach it to stop at the budget: trimmed, and marked so that its end of turn
+        # is not trained (safety.open_ends)
         answer, outcome = complete_sentences(answer), "helped_trimmed"
+        labels["cut"] = True
     if degenerate(answer, min_words):
         return None, "degenerate"
     refusal = refusals.refusal_for(prompt_text)

@@ -40,8 +40,14 @@ def load_pairs(*paths: str) -> tuple[list[dict], dict]:
     for path in paths:
         rows = list(read_jsonl(path)) if Path(path).is_file() else []
         counts[path] = len(rows)
-        pairs += [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in rows]
+        # `cut`: onpolicy cut the chosen reply at its token budget (refusal_sft leaves its end of turn untrained)
+        pairs += [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"],
+                   "cut": bool((p.get("labels") or {}).get("cut"))} for p in rows]
     return pairs, counts
+
+
+def dpo_rows(pairs: list[dict]) -> list[dict]:
+    return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
 
 
 def split_pairs(pairs: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
@@ -76,7 +82,8 @@ def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
     )
     trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(val) if val else None,
+                         train_dataset=Dataset.from_list(dpo_rows(train)),
+                         eval_dataset=Dataset.from_list(dpo_rows(val)) if val else None,
                          peft_config=peft_config(cfg), callbacks=training.recipe_callbacks(cfg, bool(val), report / "live"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
@@ -88,8 +95,9 @@ def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, t
     from trl import SFTConfig, SFTTrainer
 
     def rows(pairs):
+        cut = [cfg.open_ends and p["cut"] for p in pairs]
         return training.supervised_dataset(tokenizer, [p["prompt"] + p["chosen"] for p in pairs], max_length,
-                                           "safety: refusal_sft")[0]
+                                           "safety: refusal_sft", open_ends=cut)[0]
 
     train_rows, val_rows = rows(train), rows(val)
     args = SFTConfig(
@@ -173,6 +181,7 @@ def main(argv=None) -> None:
         "pairs": len(pairs), "pairs_by_file": counts, "too_long_dropped": too_long, "train_pairs": len(train),
         "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "lm_head": lm_head, "batching": batching,
         "max_length": max_length,
+        "open_ends": sum(p["cut"] for p in train) if cfg.method == "refusal_sft" and cfg.open_ends else 0,
         "best_step": int(trainer.state.best_global_step or 0)}
     accuracies = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]
     if accuracies:

@@ -179,7 +179,7 @@ def _ids(tokenizer, messages, **kw) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
 
 
-def supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
+def supervised_rows(tokenizer, messages: list[dict], open_end: bool = False) -> list[dict]:
     """`input_ids` + `labels` (-100 outside assistant text) for one conversation.
 
     With `{% generation %}` markers the template's own assistant mask is used.
@@ -187,7 +187,39 @@ def supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
     it (with the generation prompt) and up to it: the tokens in between are the
     reply and its end of turn. Every assistant turn is supervised, not just the
     last. A template that renders earlier turns differently once later ones
-    follow (not prefix-preserving) gets one row per assistant turn instead."""
+    follow (not prefix-preserving) gets one row per assistant turn instead.
+
+    `open_end`: the last reply was cut at a generation budget (then trimmed to its last whole
+    sentence), so its end of turn is not supervised: training on it would teach the model to stop
+    wherever the budget happened to fall. See `unsupervise_end`."""
+    rows = _supervised_rows(tokenizer, messages)
+    if open_end:
+        rows = [unsupervise_end(tokenizer, row, messages[-1]["content"]) for row in rows]
+    return rows
+
+
+def unsupervise_end(tokenizer, row: dict, reply: str) -> dict:
+    """`row` with the tokens after the last supervised reply's text (its end of turn) unlabelled.
+
+    The boundary is found by decoding: the longest supervised prefix of the last span whose text
+    ends with the reply. A template that renders the reply so that it cannot be found raises."""
+    labels = list(row["labels"])
+    end = max(i for i, t in enumerate(labels) if t != -100) + 1
+    start = end
+    while start > 0 and labels[start - 1] != -100:
+        start -= 1
+    tail = reply.rstrip()[-40:]
+    ids = row["input_ids"]
+    for cut in range(end, start, -1):
+        if tokenizer.decode(ids[start:cut], skip_special_tokens=False,
+                            clean_up_tokenization_spaces=False).endswith(tail):
+            labels[cut:end] = [-100] * (end - cut)
+            return {**row, "labels": labels}
+    raise TemplateError("the chat template does not render the cut-off reply's text as given: "
+                        "its end of turn cannot be left out of the loss")
+
+
+def _supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
     if has_generation_markers(tokenizer.chat_template):
         enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
@@ -214,13 +246,15 @@ def supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
     return rows
 
 
-def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: int, what: str):
+def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: int, what: str,
+                       open_ends: list[bool] | None = None):
     """Tokenized rows with assistant-only labels; rows longer than `max_length` are
-    dropped and counted (never silently cut out of the loss). Returns (rows, stats)."""
+    dropped and counted (never silently cut out of the loss). `open_ends[n]`: conversation n's
+    last reply was cut at a budget (`supervised_rows`). Returns (rows, stats)."""
     rows, too_long, supervised, tokens = [], 0, 0, 0
     for n, messages in enumerate(conversations):
         try:
-            made = supervised_rows(tokenizer, messages)
+            made = supervised_rows(tokenizer, messages, bool(open_ends and open_ends[n]))
         except TemplateError as err:
             raise TemplateError(f"{what}: example {n + 1}: {err}") from None
         for row in made:
@@ -232,7 +266,10 @@ def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: i
             supervised += sum(t != -100 for t in row["labels"])
     if too_long:
         print(f"{what}: {too_long} example(s) longer than max_length={max_length} tokens dropped (counted in metrics)")
-    return rows, {"rows": len(rows), "too_long_dropped": too_long, "tokens": tokens, "supervised_tokens": supervised}
+    stats = {"rows": len(rows), "too_long_dropped": too_long, "tokens": tokens, "supervised_tokens": supervised}
+    if open_ends is not None:
+        stats["open_ends"] = sum(map(bool, open_ends))
+    return rows, stats
 
 
 def effective_batching(batching: str, device: str, prompt_tuned: bool = False, cpu_auto: str = "grouped",

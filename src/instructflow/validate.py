@@ -284,11 +284,14 @@ def _shape_fingerprint(df) -> str:
 
 
 class Runner:
-    """An ephemeral, offline GE context with both suites attached; optionally writes Data Docs."""
+    """An ephemeral, offline GE context with both suites attached; optionally a Data Docs site.
+
+    The checkpoints have no actions: a chunk may be validated in a worker process, whose context
+    is a forked copy. Its suite results come back with the chunk's verdicts, `keep` files them in
+    this process's results store, in file order, and `build_docs` renders the site once at the end."""
 
     def __init__(self, suites, docs: Path | None):
         gx = _gx()
-        from great_expectations.checkpoint import UpdateDataDocsAction
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         # GE fingerprints every batch by hashing every cell (or pickling the frame), which costs more
@@ -299,6 +302,7 @@ class Runner:
         engine.hash_pandas_dataframe = _shape_fingerprint
         self.ctx = ctx = gx.get_context(mode="ephemeral")
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.docs = docs
         if docs is not None:
             ctx.add_data_docs_site(site_name="validate", site_config={
                 "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
@@ -310,20 +314,26 @@ class Runner:
             batch = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe("all")
             vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch,
                                                                         suite=ctx.suites.add(suite)))
-            # Only our site: the ephemeral context's default site would fill a fresh /tmp folder on each run.
-            actions = [UpdateDataDocsAction(name="datadocs", site_names=["validate"])] if docs is not None else []
             self.checkpoints[suite.name] = ctx.checkpoints.add(gx.Checkpoint(
-                name=suite.name, validation_definitions=[vd], actions=actions, result_format=RESULT_FORMAT))
+                name=suite.name, validation_definitions=[vd], actions=[], result_format=RESULT_FORMAT))
 
-    def run(self, suite: str, frame, chunk: int) -> dict:
+    def run(self, suite: str, frame, chunk: int) -> tuple[dict, tuple]:
+        """(rule name -> expectation result, (result key, suite result) for the Data Docs)."""
         from great_expectations.core.run_identifier import RunIdentifier
 
         # A fixed run time: Data Docs paths and pages carry it, and they must not change between runs.
         run_id = RunIdentifier(run_name=f"chunk-{chunk:04d}",
                                run_time=datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc))
         result = self.checkpoints[suite].run(batch_parameters={"dataframe": frame}, run_id=run_id)
-        (res,) = result.run_results.values()
-        return dict(sorted((rule_name(r), r) for r in res.results))
+        ((key, res),) = result.run_results.items()
+        return dict(sorted((rule_name(r), r) for r in res.results)), (key, res)
+
+    def keep(self, key, result) -> None:
+        self.ctx.validation_results_store.set(key, result)
+
+    def build_docs(self) -> None:
+        # Only our site: the ephemeral context's default site would fill a fresh /tmp folder on each run.
+        self.ctx.build_data_docs(site_names=["validate"])
 
 
 def _raised(result) -> bool:
@@ -411,8 +421,8 @@ def check_chunk(raw: str, lines: list[bytes], chunk: list[dict], marks: list, n_
     `error` (a dataset-level failure, raised by the caller in file order)."""
     cfg, runner = _STATE["cfg"], _STATE["runner"]
     frame, tframe = build_frames(chunk, marks, _STATE["tokenizer"])
-    rec_results = runner.run("raw_records", frame, n_chunk)
-    turn_results = runner.run("raw_turns", tframe, n_chunk)
+    rec_results, rec_doc = runner.run("raw_records", frame, n_chunk)
+    turn_results, turn_doc = runner.run("raw_turns", tframe, n_chunk)
     results = rec_results | turn_results
     broken = [name for name, r in results.items() if _raised(r)]
     if broken:  # a rule that could not run must not silently pass its rows
@@ -422,6 +432,7 @@ def check_chunk(raw: str, lines: list[bytes], chunk: list[dict], marks: list, n_
         return {"error": f"{raw}: dataset rule {SCHEMA_RULE} failed: columns differ from the raw "
                          f"record schema {schema.result.get('details', {}).get('mismatched')}"}
     out = {"error": None, "valid": [], "quarantine": [], "by_rule": Counter(), "sources": {},
+           "docs": [rec_doc, turn_doc] if runner.docs is not None else [],
            "expectations": {name: (bool(r.success), r.result.get("unexpected_count", 0))
                             for name, r in results.items() if name != SCHEMA_RULE}}
     failures = chunk_failures(rec_results, turn_results, tframe, len(chunk))
@@ -457,14 +468,14 @@ def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | 
 
     Chunks of `chunk_size` rows run in `workers` processes, in two passes: ids and content keys
     (first copies decided in file order here), then both suites per chunk; results are written in
-    file order, so the outputs do not depend on the number of workers. Data Docs are built by one
-    Great Expectations context, so with `docs` the suites run in this process."""
+    file order, so the outputs do not depend on the number of workers. Data Docs are built once, at
+    the end, from every chunk's suite results (`Runner`)."""
     chunks = line_chunks(raw, cfg.chunk_size, unicode_blanks=False)  # bytes.strip, as read_lines
     n_rows = sum(n for _, n in chunks)
     if n_rows < cfg.min_rows:
         raise SystemExit(f"{raw}: dataset rule {ROWS_RULE} failed: {n_rows} rows, "
                          f"need at least {cfg.min_rows} (validate.min_rows)")
-    workers = 1 if docs is not None else min(workers_for(cfg.workers), len(chunks))
+    workers = min(workers_for(cfg.workers), len(chunks))
     tmp_docs = None if docs is None else docs.with_name(f".{docs.name}.tmp-{os.getpid()}")
     if tmp_docs is not None:
         shutil.rmtree(tmp_docs, ignore_errors=True)
@@ -493,6 +504,8 @@ def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | 
                     e = expectations.setdefault(name, {"success": True, "unexpected_count": 0})
                     e["success"] = e["success"] and ok
                     e["unexpected_count"] += count
+                for key, suite_result in res["docs"]:
+                    _STATE["runner"].keep(key, suite_result)
                 vfh.write(res["valid"])
                 qfh.write(res["quarantine"])
                 n_valid += res["n_valid"]
@@ -508,6 +521,7 @@ def validate_file(raw: str, cfg: config.ValidateConfig, out: Path, docs: Path | 
             assert n_valid + n_quarantined == n_rows, "every raw row must land in exactly one output"
             gates(raw, cfg, n_rows, n_quarantined, by_rule, per_source)
         if tmp_docs is not None:  # the old Data Docs go only once the new ones are complete
+            _STATE["runner"].build_docs()
             shutil.rmtree(docs, ignore_errors=True)
             os.replace(tmp_docs, docs)
     finally:
