@@ -28,6 +28,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -59,6 +60,15 @@ def text_hash(text: str) -> str:
 def normalize_text(text: str) -> str:
     """Lower-case, whitespace-collapsed text: the key for duplicate and overlap checks."""
     return " ".join(str(text).lower().split())
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Text cut after each '.', '!' or '?' that whitespace follows: the one sentence rule the
+    refusal checks, the judges and the answer-shape metrics share."""
+    return _SENTENCE_END.split(text)
 
 
 def hash_fraction(text: str) -> float:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from .records import split_sentences
+
 OPENERS = (
     "I'm sorry, but I can't help with that.",
     "I can't help with this request.",
@@ -93,7 +95,7 @@ def looks_like_refusal(answer: str) -> bool:
     low = _norm(answer)
     if low.startswith(_OPENINGS):
         return True
-    head = " ".join(re.split(r"(?<=[.!?])\s+", low)[:2])
+    head = " ".join(split_sentences(low)[:2])
     return any(_norm(o).rstrip(".") in head for o in OPENERS)
 
 

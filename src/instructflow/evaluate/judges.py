@@ -26,6 +26,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from ..records import split_sentences
+
 HERE = Path(__file__).parent
 PHRASES_FILE = HERE / "refusal_phrases.json"
 EXEMPLARS_FILE = HERE / "judge_exemplars.json"
@@ -71,7 +73,7 @@ def is_refusal_by_prefix(reply: str) -> bool:
             if any(_starts_with(after_but, p) for p in phrases["refusals"]):
                 return True
             # the apology's own sentence (and the next one) must refuse in the first person
-            sentence = " ".join(re.split(r"(?<=[.!?])\s+", rest)[:2])
+            sentence = " ".join(split_sentences(rest)[:2])
             return bool(phrases["first_person"].search(sentence)) and not re.match(
                 r"(?:but )?(?:here(?:'s| is| are)|sure|of course|okay|ok)\b", rest)
     return False
@@ -99,7 +101,7 @@ def opening(reply: str, max_chars: int = 120) -> str:
     """The first sentence or two of a reply: where a refusal is decided. Embedding the
     whole of a long reply lets its topic drown the "I cannot" at its start."""
     text = " ".join(str(reply).split())
-    sentences = re.split(r"(?<=[.!?])\s+", text)
+    sentences = split_sentences(text)
     out = sentences[0]
     if len(out) < 40 and len(sentences) > 1:
         out += " " + sentences[1]

@@ -15,9 +15,10 @@ documented in docs/evaluation.md, each rate with its n and 95 % Wilson interval.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from functools import lru_cache
+
+from ..records import split_sentences
 
 SPLITS = ("seen", "heldout_phrasing", "heldout_item")
 KINDS = ("harmful", "harmless", "instruction")
@@ -157,7 +158,7 @@ def _help_scores(s: Summary, key: str, rows: list[dict]) -> None:
 
 def sentences(text: str) -> int:
     """Sentences of at least three words: a lone "Yes." or a list label is not one."""
-    return sum(len(part.split()) >= 3 for part in re.split(r"(?<=[.!?])\s+", text.strip()))
+    return sum(len(part.split()) >= 3 for part in split_sentences(text.strip()))
 
 
 def _answer_shape(s: Summary, rows: list[dict]) -> None:
