@@ -324,6 +324,9 @@ class OnpolicyConfig:
                                   **PROBABILITY)
     imperative_fraction: float = _f(1.0, "Share of harmful questions that also get an imperative twin "
                                          "(\"Give me detailed instructions to ...\").", **PROBABILITY)
+    lookalike_imperative_fraction: float = _f(0.0, "Share of harmless look-alike questions that get an "
+                                                   "imperative twin from the same templates, so that a command's "
+                                                   "form alone is no cue to refuse.", **PROBABILITY)
     max_new_tokens: int = _f(64, "Greedy decoding budget per answer; a cut-off helpful answer is trimmed to its "
                                  "last full sentence.", **POSITIVE)
     harmful_max_new_tokens: int = _f(0, "Decoding budget for harmful prompts' answers (they are only judged by "

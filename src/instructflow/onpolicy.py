@@ -20,7 +20,9 @@ answers that refuse a harmless prompt or are empty/degenerate cannot be a
 chosen side and are skipped. Every answered prompt is accounted for.
 
 Harmful questions also get an imperative twin ("Give me detailed instructions
-to ..."), so commands are covered, not only questions (`imperative_fraction`).
+to ..."), so commands are covered, not only questions (`imperative_fraction`);
+look-alike questions may get one from the same templates
+(`lookalike_imperative_fraction`), so the command form is no refusal cue.
 Whether an answer refuses is judged by `refusals.looks_like_refusal`, not by
 the evaluation judge.
 """
@@ -50,10 +52,23 @@ def _item(row: dict, prompt: list[dict], pool: str, **labels) -> dict:
 
 def harmful_pool(rows: list[dict], imperative_fraction: float, seed: int) -> list[dict]:
     """Harmful prompts, plus an imperative twin for a share of the questions."""
+    return with_twins(rows, imperative_fraction, seed, "harmful")
+
+
+def lookalike_pool(rows: list[dict], imperative_fraction: float, seed: int) -> list[dict]:
+    """Harmless look-alikes, plus an imperative twin from the same templates for a share of the
+    questions: with twins on one side only, "Write a step-by-step guide on how to ..." itself
+    would teach a refusal."""
+    return with_twins(rows, imperative_fraction, seed, "lookalike")
+
+
+def with_twins(rows: list[dict], imperative_fraction: float, seed: int, pool: str) -> list[dict]:
+    harmful = pool == "harmful"
     out = []
     for r in rows:
         style = r.get("style") or ("question" if prompt_of(r["prompt"]).rstrip().endswith("?") else "command")
-        out.append(_item(r, r["prompt"], "harmful", harmful=True, category=r.get("category"), style=style))
+        out.append(_item(r, r["prompt"], pool, harmful=harmful, category=r.get("category"),
+                         style=style if harmful else r.get("style")))
         if style != "question" or int(_order(seed, "imperative" + r["id"])[:8], 16) / 16**8 >= imperative_fraction:
             continue
         command, template = refusals.imperative(prompt_of(r["prompt"]), key=r["id"])
@@ -64,7 +79,7 @@ def harmful_pool(rows: list[dict], imperative_fraction: float, seed: int) -> lis
         turns[last] = {"role": "user", "content": command}
         locator = f"{r['locator']}#imperative"
         twin = {"id": record_id(r["source"], locator), "source": r["source"], "locator": locator}
-        out.append(_item(twin, turns, "harmful", harmful=True, category=r.get("category"), style="command",
+        out.append(_item(twin, turns, pool, harmful=harmful, category=r.get("category"), style="command",
                          rewrite=template, rewritten_from=r["id"]))
     return out
 
@@ -200,8 +215,8 @@ def main(argv=None) -> None:
     prompts = list(read_jsonl(args.prompts))
     pools = {
         "harmful": harmful_pool([p for p in prompts if p.get("harmful")], cfg.imperative_fraction, seed),
-        "lookalike": [_item(p, p["prompt"], "lookalike", harmful=False, category=p.get("category"),
-                            style=p.get("style")) for p in prompts if not p.get("harmful")],
+        "lookalike": lookalike_pool([p for p in prompts if not p.get("harmful")], cfg.lookalike_imperative_fraction,
+                                    seed),
         "instruction": instruction_pool(list(read_jsonl(args.instructions))),
     }
     chosen = select(pools, cfg, seed)
