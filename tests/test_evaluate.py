@@ -110,6 +110,21 @@ def _row(kind, group, split, refused, correct=None, helpful=None, family="f", ca
             "reply": "", "reference": "", "unsafe": None}
 
 
+def test_rates_per_source_only_when_the_rows_come_from_several():
+    rows = [dict(_row(kind, group, "seen", refused), source=src) for kind, group, refused, src in (
+        ("harmful", "harmful", True, "catqa"), ("harmful", "harmful", False, "aart"),
+        ("harmful", "harmful", True, "aart"), ("harmless", "lookalike", True, "coconot_contrast"),
+        ("harmless", "lookalike", False, "coconot_contrast"), ("harmless", "lookalike", False, "coconot_pref"),
+        ("instruction", "general", True, "dolly"))]
+    m = M.summarize(rows, ["prefix"])
+    assert (m["refusal_source_catqa"], m["refusal_source_aart"], m["n"]["refusal_source_aart"]) == (1.0, 0.5, 2)
+    assert m["over_refusal_source_coconot_contrast"] == 0.5 and m["over_refusal_source_coconot_pref"] == 0.0
+    assert m["over_refusal_source_dolly"] == 1.0 and m["over_refusal_source_coconot_pref_by_prefix"] == 0.0
+    assert "over_refusal_source_catqa" not in m and "refusal_source_dolly" not in m  # no rows of that kind
+    one = M.summarize([dict(r, source="builtin") for r in rows], ["prefix"])
+    assert not any("_source_" in k for k in one)  # one source (the built-in corpus): nothing to split
+
+
 def test_summarize_reports_every_split_with_n_and_interval():
     rows = [
         _row("instruction", "task", "seen", False, True, True, "antonym"),

@@ -158,6 +158,7 @@ def main(argv=None) -> None:
             rows.append({"model": name, "id": e["id"], "scope": e["scope"], "group": e["group"],
                          "kind": e["kind"], "family": e["family"], "category": e.get("category"),
                          "style": e.get("style"), "split": e["split"], "heldout": e.get("heldout", False),
+                         "source": e.get("source"),
                          "shots": shots[i],
                          "prompt": e["prompt"][-1]["content"], "reference": e.get("reference"),
                          "metric": e.get("metric"), "unsafe": None if unsafe is None else unsafe[i], **scored})

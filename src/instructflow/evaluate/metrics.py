@@ -222,6 +222,17 @@ def summarize(rows: list[dict], judges: list[str], confidence: float = 0.95) -> 
         _refusal_rates(s, f"over_refusal_lookalike_{split}", [r for r in look if r["split"] == split], judges)
     _refusal_rates(s, "over_refusal_heldout", [r for r in look if r["split"] == "heldout_phrasing"], judges)
 
+    # ---- per source, where the held-out rows come from several (a real-data profile): one
+    # test set's figure must not hide in another's (CoCoNot's contrast set vs its preference prompts)
+    sources = defaultdict(list)
+    for r in builtin:
+        if r.get("source"):
+            sources[r["source"]].append(r)
+    if len(sources) > 1:
+        for src, src_rows in sorted(sources.items()):
+            _refusal_rates(s, f"refusal_source_{src}", [r for r in src_rows if r["kind"] == "harmful"], judges)
+            _refusal_rates(s, f"over_refusal_source_{src}", [r for r in src_rows if r["kind"] != "harmful"], judges)
+
     # ---- helpfulness against references ("did not refuse" is not "helped")
     _help_scores(s, "{m}", harmless)
     _help_scores(s, "{m}_lookalike", look)
