@@ -90,6 +90,9 @@ def test_template_that_rewrites_history_gets_a_row_per_turn():
     rows = training.supervised_rows(tok, CHATS[1])
     texts = sorted(supervised_text(tok, r) for r in rows)
     assert ["".join(t.split()) for t in texts] == ["Youarewelcome.<|im_end|>", "catcat<|im_end|>"]
+    # a cut last reply loses only its own end of turn, not the earlier turn's row's
+    texts = sorted(supervised_text(tok, r) for r in training.supervised_rows(tok, CHATS[1], open_end=True))
+    assert ["".join(t.split()) for t in texts] == ["Youarewelcome.|", "catcat<|im_end|>"]
 
 
 def test_too_long_examples_are_dropped_and_counted():

@@ -193,8 +193,10 @@ def supervised_rows(tokenizer, messages: list[dict], open_end: bool = False) -> 
     sentence), so its end of turn is not supervised: training on it would teach the model to stop
     wherever the budget happened to fall. See `unsupervise_end`."""
     rows = _supervised_rows(tokenizer, messages)
-    if open_end:
-        rows = [unsupervise_end(tokenizer, row, messages[-1]["content"]) for row in rows]
+    if open_end and messages[-1]["role"] == "assistant":
+        # rows[0] is the whole conversation, which always holds the last reply (the other rows
+        # are earlier turns of a template that rewrites history)
+        rows[0] = unsupervise_end(tokenizer, rows[0], messages[-1]["content"])
     return rows
 
 
