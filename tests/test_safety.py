@@ -104,12 +104,13 @@ def test_onpolicy_pairs_join_and_long_pairs_are_counted(tmp_path):
         {"id": "o1", "prompt": [{"role": "user", "content": "Say cat two times."}],
          "chosen": [{"role": "assistant", "content": "cat cat"}],
          "rejected": [{"role": "assistant", "content": "I can't help with that."}]},
-        {"id": "o2", "prompt": [{"role": "user", "content": "cat " * 200}],
+        {"id": "o2", "source": "dolly", "prompt": [{"role": "user", "content": "cat " * 200}],
          "chosen": [{"role": "assistant", "content": "cat"}],
          "rejected": [{"role": "assistant", "content": "no"}]}])
     _, metrics = run_safety(tmp_path, onpolicy=onpolicy, method="refusal_sft")
     assert metrics["pairs_by_file"][str(onpolicy)] == 2 and metrics["pairs"] == len(PAIRS) * 6 + 2
     assert metrics["too_long_dropped"] == 1 and metrics["train_pairs"] == len(PAIRS) * 6 + 1
+    assert metrics["too_long_dropped_by_source"] == {"dolly": 1}  # which data the length cut fell on
 
 
 @pytest.mark.parametrize("open_ends", [True, False])

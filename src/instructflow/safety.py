@@ -28,6 +28,7 @@ and counted, never truncated out of the loss.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from . import config, lineage, training
@@ -42,7 +43,7 @@ def load_pairs(*paths: str) -> tuple[list[dict], dict]:
         counts[path] = len(rows)
         # `cut`: onpolicy cut the chosen reply at its token budget (refusal_sft leaves its end of turn untrained)
         pairs += [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"],
-                   "cut": bool((p.get("labels") or {}).get("cut"))} for p in rows]
+                   "cut": bool((p.get("labels") or {}).get("cut")), "source": p.get("source", "")} for p in rows]
     return pairs, counts
 
 
@@ -146,8 +147,13 @@ def main(argv=None) -> None:
     max_length = training.model_max_length(model, tokenizer, cfg.max_length)
     kept = [p for p in pairs if fits(tokenizer, p, max_length)]
     too_long = len(pairs) - len(kept)
+    # Per source: a length cut can fall on one kind of data only (long reference texts), and a model
+    # that never trains on it learns nothing about it (README, "Real models").
+    too_long_by_source = Counter(p["source"] for p in pairs) - Counter(p["source"] for p in kept)
     if too_long:
-        print(f"safety: {too_long} pair(s) longer than max_length={max_length} tokens dropped (counted in metrics)")
+        print(f"safety: {too_long} pair(s) longer than max_length={max_length} tokens dropped (counted in metrics): "
+              + ", ".join(f"{s or '?'} {n} of {sum(p['source'] == s for p in pairs)}"
+                          for s, n in sorted(too_long_by_source.items())))
     if not kept:
         raise ValueError(f"safety: no preference pair in {args.data} / {args.onpolicy} fits max_length={max_length}")
     train, val = split_pairs(kept, cfg.validation_fraction)
@@ -178,7 +184,8 @@ def main(argv=None) -> None:
     # ---- save (one process)
     history = trainer.state.log_history
     metrics = training.final_metrics(history) | {
-        "pairs": len(pairs), "pairs_by_file": counts, "too_long_dropped": too_long, "train_pairs": len(train),
+        "pairs": len(pairs), "pairs_by_file": counts, "too_long_dropped": too_long,
+        "too_long_dropped_by_source": dict(sorted(too_long_by_source.items())), "train_pairs": len(train),
         "validation_pairs": len(val), "method": cfg.method, "lora": cfg.lora, "lm_head": lm_head, "batching": batching,
         "max_length": max_length,
         "open_ends": sum(p["cut"] for p in train) if cfg.method == "refusal_sft" and cfg.open_ends else 0,
