@@ -101,6 +101,11 @@ def test_too_long_examples_are_dropped_and_counted():
     rows, stats = training.supervised_dataset(tok, [CHATS[0], long_chat], 32, "test")
     assert stats["too_long_dropped"] == 1 and stats["rows"] == 1 and len(rows) == 1
     assert stats["supervised_tokens"] == sum(lab != -100 for lab in rows[0]["labels"])
+    assert "too_long_dropped_by_source" not in stats
+    # per source when the caller names each conversation's: which data the cut fell on
+    _, stats = training.supervised_dataset(tok, [CHATS[0], long_chat, long_chat], 32, "test",
+                                           sources=["alpaca", "dolly", "dolly"])
+    assert stats["too_long_dropped_by_source"] == {"dolly": 2} and stats["too_long_dropped"] == 2
 
 
 def test_padding_free_batch_has_the_same_loss_as_padded():
@@ -142,6 +147,7 @@ def run_sft(tmp_path, method, base=None, **extra):
 def test_full_sft_every_batching(tmp_path, batching):
     _, out, metrics = run_sft(tmp_path, "full", batching=batching)
     assert metrics["batching"] == batching and metrics["steps"] > 0 and metrics["too_long_dropped"] == 0
+    assert metrics["too_long_dropped_by_source"] == {}
     assert metrics["supervised_tokens"] > 0 and metrics["final_train_loss"] is not None
     assert not (tmp_path / "ckpt").exists()  # a finished run leaves no checkpoints
     training.load_model(out)

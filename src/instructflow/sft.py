@@ -29,6 +29,7 @@ when it is rerun with the same inputs, and a finished run deletes them.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from . import config, lineage, training
@@ -106,7 +107,7 @@ def main(argv=None) -> None:
     out, report, checkpoints = Path(args.out), Path(args.report), Path(args.checkpoints)
 
     # ---- data
-    examples = [{"messages": ex["messages"]} for ex in read_jsonl(args.data)]
+    examples = [{"messages": ex["messages"], "source": ex.get("source", "")} for ex in read_jsonl(args.data)]
     train, val = split_train_validation(examples, cfg.validation_fraction)
     print(f"sft: {len(train)} training and {len(val)} validation examples")
 
@@ -119,9 +120,11 @@ def main(argv=None) -> None:
     training.apply_dropout(model, cfg.dropout)
     max_length = training.model_max_length(model, tokenizer, cfg.max_length)
     train_rows, train_stats = training.supervised_dataset(tokenizer, [e["messages"] for e in train], max_length,
-                                                          f"sft: {args.data} (training split)")
+                                                          f"sft: {args.data} (training split)",
+                                                          sources=[e["source"] for e in train])
     val_rows, val_stats = training.supervised_dataset(tokenizer, [e["messages"] for e in val], max_length,
-                                                      f"sft: {args.data} (validation split)")
+                                                      f"sft: {args.data} (validation split)",
+                                                      sources=[e["source"] for e in val])
     if not train_rows:
         raise ValueError(f"sft: no training example of {args.data} fits max_length={max_length}")
 
@@ -141,6 +144,9 @@ def main(argv=None) -> None:
         "train_examples": len(train), "validation_examples": len(val),
         "train_rows": train_stats["rows"], "validation_rows": val_stats["rows"],
         "too_long_dropped": train_stats["too_long_dropped"] + val_stats["too_long_dropped"],
+        # a length cut can fall on one source only (long reference texts): say which
+        "too_long_dropped_by_source": dict(sorted((Counter(train_stats["too_long_dropped_by_source"])
+                                                   + Counter(val_stats["too_long_dropped_by_source"])).items())),
         "supervised_tokens": train_stats["supervised_tokens"], "train_tokens": train_stats["tokens"],
         "best_step": int(trainer.state.best_global_step or 0),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),

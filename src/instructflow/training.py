@@ -249,11 +249,15 @@ def _supervised_rows(tokenizer, messages: list[dict]) -> list[dict]:
 
 
 def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: int, what: str,
-                       open_ends: list[bool] | None = None):
+                       open_ends: list[bool] | None = None, sources: list[str] | None = None):
     """Tokenized rows with assistant-only labels; rows longer than `max_length` are
-    dropped and counted (never silently cut out of the loss). `open_ends[n]`: conversation n's
-    last reply was cut at a budget (`supervised_rows`). Returns (rows, stats)."""
+    dropped and counted (never silently cut out of the loss), per source when `sources[n]` names
+    conversation n's. `open_ends[n]`: conversation n's last reply was cut at a budget
+    (`supervised_rows`). Returns (rows, stats)."""
+    from collections import Counter
+
     rows, too_long, supervised, tokens = [], 0, 0, 0
+    by_source: Counter = Counter()
     for n, messages in enumerate(conversations):
         try:
             made = supervised_rows(tokenizer, messages, bool(open_ends and open_ends[n]))
@@ -262,6 +266,8 @@ def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: i
         for row in made:
             if len(row["input_ids"]) > max_length:
                 too_long += 1
+                if sources is not None:
+                    by_source[sources[n]] += 1
                 continue
             rows.append(row)
             tokens += len(row["input_ids"])
@@ -269,6 +275,8 @@ def supervised_dataset(tokenizer, conversations: list[list[dict]], max_length: i
     if too_long:
         print(f"{what}: {too_long} example(s) longer than max_length={max_length} tokens dropped (counted in metrics)")
     stats = {"rows": len(rows), "too_long_dropped": too_long, "tokens": tokens, "supervised_tokens": supervised}
+    if sources is not None:
+        stats["too_long_dropped_by_source"] = dict(sorted(by_source.items()))
     if open_ends is not None:
         stats["open_ends"] = sum(map(bool, open_ends))
     return rows, stats
