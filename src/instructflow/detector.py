@@ -12,7 +12,9 @@ the sources named in `detector.sources`, fit the model; a hash-chosen slice of
 them (`validation_fraction`) picks the threshold (for `tfidf-ensemble`, one per
 task: exchanges, prompts, comments, each on its own validation rows); the `test`
 rows are scored per source, with their source's task, and never touch training
-or the threshold.
+or the threshold. A training row whose prompt is an evaluation prompt
+(data/formatted/eval.jsonl, and the rows of `evaluate.suites`) is left out and
+counted (`eval_overlap_dropped`): the evaluation scores replies with this detector.
 
 Without labelled rows (the default pipeline, no ../shared) the labels come from
 the built-in corpus's families: harmful compliance and toxic answers are unsafe
@@ -31,10 +33,20 @@ from pathlib import Path
 
 from . import config, lineage
 from .filter import detector as det
-from .records import hash_fraction, prompt_of, read_jsonl, write_json
+from .records import hash_fraction, normalize_text, prompt_of, read_jsonl, write_json
 
 UNSAFE_FAMILIES = ("harmful_compliance", "toxic")
 HARMFUL_PROMPT_FAMILIES = ("harmful", "harmful_compliance")
+
+
+def evaluation_prompts(formatted: Path, params_file: str) -> set[str]:
+    """Normalised prompts of every evaluation row: the held-out slice and the extra suites."""
+    from .filter import decontam
+
+    path = formatted / "eval.jsonl"
+    prompts = {prompt_of(e["prompt"]) for e in read_jsonl(path)} if path.is_file() else set()
+    prompts |= set(decontam.suite_prompts(config.read_params(params_file)).values())
+    return {normalize_text(p) for p in prompts if p}
 
 
 def labelled_rows(path: Path) -> list[dict]:
@@ -102,6 +114,13 @@ def main(argv=None) -> None:
         rows, data = builtin_rows(formatted), "builtin"
         train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r.get("split") in ("test", "eval")]
+    # A labelled set can share prompts with the evaluation (Dolly's safety-related rows and its
+    # closed-QA rows are both drawn from dolly-15k): those rows never train the judge of replies.
+    evaluated = evaluation_prompts(formatted, args.params)
+    overlap = [r for r in train if normalize_text(r["text"]) in evaluated]
+    if overlap:
+        train = [r for r in train if normalize_text(r["text"]) not in evaluated]
+        print(f"detector: {len(overlap)} training row(s) whose prompt is an evaluation prompt left out")
     in_val = [hash_fraction(r["text"] + "\x00" + (r.get("text2") or "") + "\x01val") < cfg.validation_fraction
               for r in train]
     val = [r for r, v in zip(train, in_val) if v]
@@ -113,13 +132,13 @@ def main(argv=None) -> None:
                          f"got {len(fit)} rows with labels {sorted({r['label'] for r in fit})}")
 
     # ---- fit and choose the threshold
-    model_name = cfg.embedding_model if cfg.backend == "hashing" else (cfg.embedding_model or det.default_embedding_model())
     feats = det.Features(backend=cfg.backend, n_features=cfg.n_features, char_ngrams=cfg.char_ngrams,
-                         embedding_model=cfg.embedding_model,
-                         embedding_files=det.model_file_hashes(model_name) if cfg.backend != "hashing" else {},
-                         max_seq_length=cfg.max_seq_length, batch_size=cfg.batch_size)
+                         embedding_model=cfg.embedding_model, max_seq_length=cfg.max_seq_length,
+                         batch_size=cfg.batch_size)
+    if feats.uses_embedding:  # the embedding model's files are part of the detector's identity
+        feats.embedding_files = det.model_file_hashes(cfg.embedding_model or det.default_embedding_model())
     xs = ([r["text"] for r in fit], [r.get("text2") or "" for r in fit], [r["label"] for r in fit])
-    tasked = cfg.backend == "tfidf-ensemble"
+    tasked = cfg.backend in ("tfidf-ensemble", "tfidf-task")
     if tasked:
         model = det.fit_task_ensemble(feats, *xs, C=cfg.C, seed=seed, threads=cfg.threads,
                                       sample_weight=det.source_weights([r["source"] for r in fit],
@@ -149,6 +168,7 @@ def main(argv=None) -> None:
 
     # ---- measure on held-back rows, per source
     report = {"training_data": data, "train_rows": len(fit), "validation_rows": len(val),
+              "eval_overlap_dropped": len(overlap),
               "threshold": round(model.threshold, 6), "backend": cfg.backend}
     if tasked:
         report["task_thresholds"] = {k: round(v, 6) for k, v in model.thresholds.items()}

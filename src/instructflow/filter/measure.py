@@ -246,7 +246,7 @@ def main(argv=None) -> None:
                                  max_seq_length=args.max_seq_length)
             fz = det.Featurizer(feats, threads=1)
             fz.cache = cache
-            if name == "tfidf-ensemble":
+            if name in ("tfidf-ensemble", "tfidf-task"):
                 model = det.fit_task_ensemble(
                     feats, fit_rows["texts"], fit_rows["texts2"], fit_rows["labels"], C=args.C, seed=args.seed,
                     featurizer=fz, sample_weight=det.source_weights(fit_rows["sources"], args.source_weight_power),
