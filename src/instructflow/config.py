@@ -328,6 +328,9 @@ class OnpolicyConfig:
     lookalike_imperative_fraction: float = _f(0.0, "Share of harmless look-alike questions that get an "
                                                    "imperative twin from the same templates, so that a command's "
                                                    "form alone is no cue to refuse.", **PROBABILITY)
+    match_forms: bool = _f(False, "Pick the ordinary instructions so that their opening words (Write, How, Give, "
+                                  "...) follow those of the harmful prompts being answered, as far as the pool "
+                                  "allows: each form a refusal is taught on also has helpful answers.")
     max_new_tokens: int = _f(64, "Greedy decoding budget per answer; a cut-off helpful answer is trimmed to its "
                                  "last full sentence.", **POSITIVE)
     harmful_max_new_tokens: int = _f(0, "Decoding budget for harmful prompts' answers (they are only judged by "

@@ -98,6 +98,34 @@ def instruction_pool(rows: list[dict]) -> list[dict]:
     return out
 
 
+def opening(item: dict) -> str:
+    """A prompt's form: the first word of its last user turn, lower-cased ("write", "how", "give")."""
+    words = prompt_of(item["prompt"]).split()
+    return words[0].lower().strip(".,:;!?\"'()[]") if words else ""
+
+
+def match_forms(harmful: list[dict], pool: list[dict], n: int) -> list[dict]:
+    """n items of `pool` (in its order) whose openings follow the harmful prompts' distribution.
+
+    Each opening of the harmful side gets its share of n; a share the pool cannot fill, and
+    the rounding, go to the remaining items in pool order. Without it a form that only the
+    harmful side uses ("Write a ..." in AART and the imperative twins) becomes a cue to refuse
+    any such instruction, however harmless."""
+    forms = Counter(opening(it) for it in harmful)
+    total = sum(forms.values())
+    quota = {f: n * c // total for f, c in forms.items()} if total else {}
+    picked, rest = [], []
+    for it in pool:
+        f = opening(it)
+        if quota.get(f, 0) > 0 and len(picked) < n:
+            quota[f] -= 1
+            picked.append(it)
+        else:
+            rest.append(it)
+    chosen = {id(it) for it in picked + rest[:max(0, n - len(picked))]}
+    return [it for it in pool if id(it) in chosen]  # pool order, as an unmatched selection keeps
+
+
 def select(pools: dict[str, list[dict]], cfg: config.OnpolicyConfig, seed: int) -> dict[str, list[dict]]:
     """Which prompts to answer within `max_prompts`, in the proportions the mix needs.
 
@@ -110,8 +138,10 @@ def select(pools: dict[str, list[dict]], cfg: config.OnpolicyConfig, seed: int) 
     n_inst = min(round(n_harmless * cfg.instruction_share), len(ranked["instruction"]))
     n_look = min(n_harmless - n_inst, len(ranked["lookalike"]))
     n_inst = min(n_harmless - n_look, len(ranked["instruction"]))  # the look-alike pool may have run short
+    instructions = (match_forms(ranked["harmful"][:n_harm], ranked["instruction"], n_inst) if cfg.match_forms
+                    else ranked["instruction"][:n_inst])
     return {"harmful": ranked["harmful"][:n_harm], "lookalike": ranked["lookalike"][:n_look],
-            "instruction": ranked["instruction"][:n_inst]}
+            "instruction": instructions}
 
 
 # --------------------------------------------------------------------------- generation
