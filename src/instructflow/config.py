@@ -224,11 +224,11 @@ class DetectorConfig:
     target_precision: float = _f(0.0, "Choose the lowest threshold reaching this precision on the validation "
                                  "slice; 0 = the threshold with the best F1.", **PROBABILITY)
     threshold: float = _f(0.0, "Fixed threshold; 0 = choose on the validation slice.", **PROBABILITY)
-    source_weight_power: float = _f(0.0, "tfidf-ensemble / tfidf-task: weight each training row by (mean source size / its "
-                                    "source's size) ** this, so small sources count; 0 = unweighted, 1 = every "
-                                    "source weighs the same.", minimum=0, maximum=1)
-    exchange_head: bool = _f(True, "tfidf-ensemble / tfidf-task: a second set of members trained on the rows with a reply only "
-                             "scores exchanges (the first, trained on every row, scores texts alone).")
+    source_weight_power: float = _f(0.0, "tfidf-ensemble / tfidf-task: weight each training row by (mean source "
+                                    "size / its source's size) ** this, so small sources count; 0 = unweighted, "
+                                    "1 = every source weighs the same.", minimum=0, maximum=1)
+    exchange_head: bool = _f(True, "tfidf-ensemble / tfidf-task: a second set of members trained on the rows with a "
+                             "reply only scores exchanges (the first, trained on every row, scores texts alone).")
     threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
 
 

@@ -332,9 +332,9 @@ def _logit(p):
 
 class TaskEnsemble:
     """Mean P(unsafe) of LR on joined TF-IDF, LR on hashed n-grams per block and an MLP on
-    embeddings (backend `tfidf-task`: the two n-gram members only), with a threshold per task. Two heads of these members: `all` (trained on every
-    row; scores texts alone) and, when present, `exchange` (trained on rows with a reply; scores
-    rows with a reply). Tensors are named `<head>.<member>.<weight>`.
+    embeddings (backend `tfidf-task`: the two n-gram members only), with a threshold per task.
+    Two heads of these members: `all` (trained on every row; scores texts alone) and, when
+    present, `exchange` (trained on rows with a reply; scores rows with a reply). Tensors are named `<head>.<member>.<weight>`.
 
     `score` returns the mean probability shifted in logit space so that each task's own threshold
     lands on `self.threshold` (0.5): a single cut, `flag()` and the filter's one threshold then
