@@ -70,3 +70,27 @@ def test_flags_spell_the_profile_for_dvc_exp_run(tmp_path, capsys):
 def test_shipped_profiles_apply_to_params(name, params):
     text = profile.applied(ROOT / "profiles" / "params" / name, params)
     assert text != params.read_text()
+
+
+@pytest.mark.parametrize("name, target", [("smollm2.yaml", "smollm2-data"), ("detector-shared.yaml", "detector-shared")])
+def test_the_make_target_copies_every_shared_file_the_profile_reads(name, target):
+    """A source added to a profile but not to its Makefile copy list would only fail in a user's `dvc repro`."""
+    import re
+    import shutil as sh
+    import subprocess
+
+    import yaml
+
+    if not sh.which("make"):
+        pytest.skip("make is not installed")
+    # the target's recipe, printed (-n), not run: its `cp --parents` line names every file it copies
+    out = subprocess.run(["make", "-n", target, "SHARED=/nonexistent"], cwd=ROOT, capture_output=True,
+                         text=True).stdout
+    copied = set()
+    for line in out.splitlines():
+        if "cp --parents" in line:
+            copied |= set(re.findall(r"(\S+/\S+)", line.split("cp --parents", 1)[1]))
+    sources = yaml.safe_load((ROOT / "profiles" / "params" / name).read_text())["ingest"]["sources"]
+    wanted = {s["path"].removeprefix("data/sources/shared/") for s in sources
+              if s["path"].startswith("data/sources/shared/")}
+    assert wanted and not wanted - copied, f"not copied by `make {target}`: {sorted(wanted - copied)}"
