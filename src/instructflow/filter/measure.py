@@ -2,15 +2,18 @@
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
         [--candidates reference,reference-benign1,ensemble,tfidf-ensemble] [--target-precision 0.75] [--cache FILE.npz]
-        [--source-weight-power 0.5]
+        [--source-weight-power 0.5] [--prompt-sets]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
 toxicchat train, hate-offensive train part, benign answers: CoCoNot chosen,
 Self-Instruct, Dolly safety-related), picks each one's threshold on the
 same validation slice of those rows (tfidf-ensemble: one per task), and scores the held-back sets: the
 beavertails and hate-offensive test parts, diasafety test, toxicchat test,
-jigsaw, toxigen, hatecheck, aegis and dices, none of which any candidate saw,
-plus the share of benign Alpaca and Dolly answers each would flag. Parts are cut
+jigsaw, toxigen, hatecheck, aegis and dices, and CoCoNot's should-decline requests
+against its contrast (look-alike) prompts, none of which any candidate saw, plus the
+share of benign Alpaca and Dolly answers each would flag. `--prompt-sets` also trains
+on requests without answers (harmful: CatQA, AART, AILuminate; harmless: CoCoNot's
+contrast preference prompts, Self-Instruct and Dolly instructions). Parts are cut
 by a hash of the prompt, so the same prompt never straddles train and test.
 
 `reference` is the baseline of issue 5: TF-IDF (word 1-2 grams) + logistic
@@ -70,6 +73,24 @@ TASKS = {"beavertails": "response_harm", "diasafety_train": "response_harm", "to
          "dices_990": "response_harm", "dices_350": "response_harm", "alpaca": "response_harm",
          "dolly_closed_qa": "response_harm"}
 # The reference baseline is trained on exactly the sets issue 5 names.
+# Requests without answers, every row one label (prompt harm): harmful questions and commands
+# (CatQA, AART, AILuminate without its specialised-advice hazards, which deserve a careful answer)
+# and harmless requests, look-alikes among them (CoCoNot's contrast preference prompts). They teach
+# the prompt task what a harmful *request* is; ToxicChat alone teaches toxic chat. CoCoNot's
+# should-decline requests against its contrast test prompts measure it on sets none of them saw.
+# name -> (path, field holding the prompt, label, role)
+PROMPT_SETS = {
+    "catqa": ("red-instruct/catqa_english.json", "", 1, "split"),
+    "aart": ("aart/aart-v1-20231117_3241.csv.gz", "prompt", 1, "split"),
+    "ailuminate": ("ailuminate/airr_official_1.0_demo_en_us_prompt_set_release_1199.csv", "prompt_text", 1,
+                   "split"),
+    "coconot_pref_prompts": ("coconot/coconot_contrast_pref_898.jsonl.gz", "prompt", 0, "train"),
+    "self_instruct_prompts": ("self-instruct/seed_tasks.jsonl", "instruction", 0, "train"),
+    "dolly_safety_prompts": ("dolly/dolly_safety_related_387.jsonl", "instruction", 0, "train"),
+    "coconot_prompts": ("", "", 0, "test"),  # should-decline (1) + contrast test (0), built below
+}
+AILUMINATE_SKIP = ("spc_ele", "spc_fin", "spc_hlt", "spc_lgl")
+TASKS.update({name: "prompt_harm" for name in PROMPT_SETS})
 REFERENCE_SETS = ("beavertails", "diasafety_train", "toxicchat_train", "hate-offensive")
 BENIGN_TRAIN = ("coconot_chosen", "self_instruct", "dolly_safety")  # benign answers among the training sets
 TEST_FRACTION = 0.2        # of the `split` sets
@@ -82,11 +103,38 @@ def _alpaca_prompts(path: Path) -> list[str]:
     return [(r.get("instruction", "") + ("\n\n" + r["input"] if r.get("input") else "")).strip() for r in rows]
 
 
-def load_sets(shared: Path) -> dict[str, dict]:
+def _prompt_set(shared: Path, name: str) -> tuple[list[str], list[str], list[int]]:
+    """A PROMPT_SETS entry as (prompts, no replies, its label for every row)."""
+    if name == "coconot_prompts":
+        bad = [r["prompt"] for r in labelled.read_rows(shared / "coconot/coconot_eval_safety_concerns_391.jsonl")]
+        good = [r["prompt"] for r in labelled.read_rows(shared / "coconot/coconot_contrast_eval_379.jsonl")]
+        return bad + good, [""] * (len(bad) + len(good)), [1] * len(bad) + [0] * len(good)
+    rel, field, label, _ = PROMPT_SETS[name]
+    data = labelled.read_rows(shared / rel) if field else None
+    if data is None:  # CatQA: {category: {subcategory: [question, ...]}}
+        import json as _json
+
+        nested = _json.loads(labelled._open_text(shared / rel))
+        texts = [q for sub in nested.values() for qs in sub.values() for q in qs]
+    else:
+        texts = [str(r[field]) for r in data if not (name == "ailuminate" and r.get("hazard") in AILUMINATE_SKIP)]
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if name == "aart":  # 3,241 commands from a few templates: every fifth keeps all 70 crime types
+        texts = texts[::5]
+    return texts, [""] * len(texts), [label] * len(texts)
+
+
+def load_sets(shared: Path, prompt_sets: bool = False) -> dict[str, dict]:
     """{name: {role, texts, texts2, labels}} with `split` sets cut into name/train and name/test."""
     out = {}
-    for name, (rel, preset, role) in SETS.items():
-        t1, t2, y = labelled.load(shared / rel, labelled.spec_for(preset))
+    specs = [(name, rel, preset, role) for name, (rel, preset, role) in SETS.items()]
+    specs += [(name, "", "prompts", role) for name, (_, _, _, role) in PROMPT_SETS.items()
+              if prompt_sets or role == "test"]
+    for name, rel, preset, role in specs:
+        if preset == "prompts":
+            t1, t2, y = _prompt_set(shared, name)
+        else:
+            t1, t2, y = labelled.load(shared / rel, labelled.spec_for(preset))
         if preset == "alpaca":
             t1 = _alpaca_prompts(shared / rel)
         if role != "split":
@@ -217,13 +265,16 @@ def main(argv=None) -> None:
                     help="tfidf-ensemble: rows weighted (mean source size / source size) ** this; 0 = unweighted")
     ap.add_argument("--exchange-head", action=argparse.BooleanOptionalAction, default=True,
                     help="tfidf-ensemble: score exchanges with members trained on exchange rows only")
+    ap.add_argument("--prompt-sets", action=argparse.BooleanOptionalAction, default=False,
+                    help="also train on harmful and harmless requests without answers (PROMPT_SETS); measured "
+                         "in docs/filter.md: better on Aegis and CoCoNot, worse on ToxicChat and comments")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args(argv)
 
     shared = Path(args.shared)
     if not shared.is_dir():
         raise SystemExit(f"{shared}: no shared data folder; pass --shared DIR")
-    sets = load_sets(shared)
+    sets = load_sets(shared, args.prompt_sets)
     fit_rows, val_rows = training_rows(sets)
     print(f"measure: {len(fit_rows['labels'])} training rows ({sum(fit_rows['labels'])} unsafe), "
           f"{len(val_rows['labels'])} validation rows", flush=True)
