@@ -182,6 +182,39 @@ def test_dtype_is_float32_on_cpu_even_for_a_bf16_checkpoint(tiny, tmp_path):
     loaded, _ = training.load_model(tmp_path / "m", "auto", "cpu")
     assert loaded.dtype == torch.float32
     assert training.load_model(tmp_path / "m", "bfloat16", "cpu")[0].dtype == torch.bfloat16  # overridable
+    # a training stage asking for bfloat16 on a CPU keeps float32 master weights (bf16 autocast)
+    assert training.load_model(tmp_path / "m", "bfloat16", "cpu", train=True)[0].dtype == torch.float32
+    assert training.torch_dtype("bfloat16", "cpu", train=True) == torch.float32
+    assert training.torch_dtype("bfloat16", "cpu") == torch.bfloat16  # generation: bf16 weights
+
+
+def test_bfloat16_on_cpu_trains_float32_weights_under_bf16_autocast(tiny, tmp_path):
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = tiny
+    assert training.cpu_autocast("bfloat16", "cpu") and not training.cpu_autocast("auto", "cpu")
+    assert not training.cpu_autocast("bfloat16", "cuda")  # CUDA: bf16 weights, as before
+    assert training.device_args("cpu", torch.float32, autocast=True) == {"bf16": True, "fp16": False, "use_cpu": True}
+    assert training.device_args("cpu", torch.float32)["bf16"] is False
+    seen = []
+
+    def record(module, inputs):  # what dtype the matmuls run in during a step
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+
+    hook = model.model.layers[0].register_forward_pre_hook(record)
+    rows, _ = training.supervised_dataset(tok, [c["messages"] for c in CHATS], 64, "test")
+    args = SFTConfig(**(training.common_args(tmp_path, 0, "cpu", torch.float32, autocast=True)
+                        | training.batching_args("padded", "cpu")),
+                     max_steps=2, per_device_train_batch_size=4, max_length=64, save_strategy="no")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(rows))
+    trainer.train()
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # the master weights stay float32
+    assert any(not torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters())
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")

@@ -94,7 +94,8 @@ def pretrain(cfg: config.ModelConfig, seed: int, raw_dir: Path, report: Path, st
     checkpoints = Path("checkpoints/base")
     resume = training.prepare_checkpoints(checkpoints, stamp)
     args = TrainingArguments(
-        **(training.common_args(checkpoints, seed, device) | training.recipe_args(cfg, bool(val))),
+        **(training.common_args(checkpoints, seed, device, autocast=training.cpu_autocast(cfg.dtype, device))
+           | training.recipe_args(cfg, bool(val))),
         max_steps=cfg.pretrain_steps, per_device_train_batch_size=cfg.pretrain_batch_size,
         per_device_eval_batch_size=cfg.pretrain_batch_size, learning_rate=cfg.learning_rate,
     )
@@ -184,7 +185,8 @@ def load_given(cfg: config.ModelConfig, origin: dict, device: str = "cpu"):
 
     from .tokenizer import prepare_tokenizer
 
-    kw = {"trust_remote_code": False, "dtype": training.torch_dtype(cfg.dtype, device)}
+    # the folder later stages train from: on a CPU float32 even for bfloat16 (bf16 autocast in training)
+    kw = {"trust_remote_code": False, "dtype": training.torch_dtype(cfg.dtype, device, train=True)}
     if origin["kind"] == "gguf":
         model, tokenizer = load_gguf(Path(origin["path"]), kw["dtype"])
     elif origin["kind"] == "hub":

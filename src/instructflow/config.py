@@ -255,7 +255,9 @@ class RecipeConfig:
     save_steps: int = _f(50, "Optimizer steps between resumable checkpoints (a multiple of eval_steps when patience > 0).",
                          **POSITIVE)
     save_total_limit: int = _f(2, "Checkpoints kept on disk (the best one is always kept).", **POSITIVE)
-    dtype: str = _f("auto", "Weight dtype: auto = float32 on CPU, bfloat16 on CUDA when supported.", enum=DTYPES)
+    dtype: str = _f("auto", "Weight dtype: auto = float32 on CPU, bfloat16 on CUDA when supported. bfloat16 on a "
+                            "CPU trains float32 weights under bf16 autocast (about twice as fast where the CPU has "
+                            "native bf16: AVX512-BF16, AMX).", enum=DTYPES)
     threads: int = _f(0, "torch CPU threads; 0 = the cores actually free (affinity minus load).", **NON_NEGATIVE)
     mem_mb: int = _f(4000, "Memory the workflow reserves for this stage (Snakemake/SLURM resources).", **POSITIVE)
 
@@ -340,6 +342,9 @@ class OnpolicyConfig:
     repetition_penalty: float = _f(1.0, "Generation repetition penalty (1.0 = none); small models loop under "
                                         "greedy decoding.", minimum=1)
     min_words: int = _f(3, "Helpful answers with fewer words are degenerate and skipped.", **NON_NEGATIVE)
+    dtype: str = _f("auto", "Generation dtype: auto = float32 on CPU, bfloat16 on CUDA when supported; bfloat16 "
+                            "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast.",
+                    enum=DTYPES)
     threads: int = _f(0, "torch CPU threads; 0 = the cores actually free.", **NON_NEGATIVE)
     mem_mb: int = _f(4000, "Memory the workflow reserves for this stage (Snakemake/SLURM resources); the SFT "
                            "model plus a batch of generations.", **POSITIVE)
@@ -404,6 +409,9 @@ class EvaluateConfig:
                               "document per line, for perplexity (alignment tax); skipped when absent.")
     perplexity_max_texts: int = _f(400, "Lines of perplexity_text and held-out reference answers scored.",
                                    **POSITIVE)
+    dtype: str = _f("auto", "Generation dtype: auto = float32 on CPU, bfloat16 on CUDA when supported; bfloat16 "
+                            "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast.",
+                    enum=DTYPES)
     threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 
 

@@ -258,7 +258,7 @@ def main(argv=None) -> None:
     answers = []
     if items:
         device = training.setup_torch(seed, cfg.threads)
-        model, tokenizer = training.load_model(Path(args.sft), "auto", device)
+        model, tokenizer = training.load_model(Path(args.sft), cfg.dtype, device)
         model.to(device)
         # Harmful answers only need their opening (does it comply or refuse?) and serve as the rejected
         # side, so they may get a shorter budget than the helpful answers that become chosen replies.

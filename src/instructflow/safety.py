@@ -74,7 +74,7 @@ def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val))
+        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device)) | training.recipe_args(cfg, bool(val))
            | training.pad_args(device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -102,7 +102,7 @@ def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, t
 
     train_rows, val_rows = rows(train), rows(val)
     args = SFTConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))
+        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device)) | training.recipe_args(cfg, bool(val_rows))
            | training.batching_args(batching, device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_checkpointing=False, dataset_num_proc=None,
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     if prompt_tuned and cfg.lora:
         raise ValueError(f"safety: {args.sft} was prompt-tuned (sft.method prompt_tuning); LoRA cannot stack on a "
                          "soft prompt here. Set `safety.lora: false` (the soft prompt then trains further).")
-    model, tokenizer = training.load_model(Path(args.sft), cfg.dtype, device)
+    model, tokenizer = training.load_model(Path(args.sft), cfg.dtype, device, train=True)
     if prompt_tuned:  # the soft prompt trains on; the reference is a frozen copy of it (TRL's "ref" adapter)
         for name, p in model.named_parameters():
             p.requires_grad = "prompt_encoder" in name

@@ -70,7 +70,7 @@ def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenize
     batching = effective_batching(cfg, device)
     training.score_positions(training.effective_lm_head(cfg.lm_head, model))
     sft_args = SFTConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype) | training.recipe_args(cfg, bool(val_rows))
+        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device)) | training.recipe_args(cfg, bool(val_rows))
            | training.batching_args(batching, device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size * 2,
@@ -116,7 +116,7 @@ def main(argv=None) -> None:
     if training.is_adapter_folder(Path(args.base)):
         raise ValueError(f"sft: {args.base} is an adapter folder; sft needs a plain base model folder "
                          "(an adapter is stored against it)")
-    model, tokenizer = training.load_model(Path(args.base), cfg.dtype, device)
+    model, tokenizer = training.load_model(Path(args.base), cfg.dtype, device, train=True)
     training.apply_dropout(model, cfg.dropout)
     max_length = training.model_max_length(model, tokenizer, cfg.max_length)
     train_rows, train_stats = training.supervised_dataset(tokenizer, [e["messages"] for e in train], max_length,

@@ -134,7 +134,7 @@ def main(argv=None) -> None:
         if few_shot and (cfg.few_shot_k == 0 or not pool):
             continue
         if folder != loaded_name:
-            model, tokenizer = training.load_model(models / folder)
+            model, tokenizer = training.load_model(models / folder, cfg.dtype, device)
             model.to(device)
             loaded_name = folder
         budget = gen.context_budget(model, tokenizer, cfg.max_new_tokens)
