@@ -20,13 +20,15 @@ def test_summary_takes_medians_and_ratios_to_padded():
 
 
 def test_variants_put_todays_batching_first_and_cover_every_mode():
-    assert list(bench.VARIANTS)[0] == "padded" and bench.VARIANTS["padded"] == ("padded", "all")
+    assert list(bench.VARIANTS)[0] == "padded" and bench.VARIANTS["padded"] == ("padded", "all", "auto")
     from instructflow import config
 
-    modes = {m for m, _ in bench.VARIANTS.values()}
-    heads = {h for _, h in bench.VARIANTS.values()}
+    modes = {m for m, _, _ in bench.VARIANTS.values()}
+    heads = {h for _, h, _ in bench.VARIANTS.values()}
+    dtypes = {d for _, _, d in bench.VARIANTS.values()}
     enum = config.params_schema()["properties"]["sft"]["properties"]
     assert modes == set(enum["batching"]["enum"]) - {"auto"} and heads == set(enum["lm_head"]["enum"]) - {"auto"}
+    assert dtypes == {"auto", "bfloat16"} <= set(enum["dtype"]["enum"])  # float32 and the CPU's bf16 autocast
 
 
 def test_counting_collator_counts_real_slots_supervised_and_examples_per_batch():

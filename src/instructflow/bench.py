@@ -7,7 +7,7 @@ Snakemake's benchmark files) to `benchmarks/bench.json`. Timing never goes into
 DVC-tracked files and is never asserted in tests.
 
 `--batching` instead measures SFT batching variants (batching mode x which
-positions the LM head scores) against today's padded batching in the same run,
+positions the LM head scores, and bf16 autocast on the CPU) against today's padded batching in the same run,
 on the default corpus and on Dolly with SmolLM2-135M-Instruct, and writes the
 medians of interleaved repeats to `benchmarks/batching.json`.
 """
@@ -161,7 +161,7 @@ def counting_collator(collate, sink: list):
 
 
 def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size: int, steps: int, out: Path,
-             lm_head: str = "all"):
+             lm_head: str = "all", dtype: str = "auto"):
     """Train `steps` optimizer steps with one batching mode; time the steps after the first."""
     import time as time_mod
 
@@ -169,8 +169,9 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
 
     from . import config, sft
 
-    cfg = config.SFTConfig(batching=mode, lm_head=lm_head, batch_size=batch_size, learning_rate=1e-5, epochs=1.0, max_length=max_length,
-                           validation_fraction=0.0, patience=0, save_steps=10**6, threads=1)
+    cfg = config.SFTConfig(batching=mode, lm_head=lm_head, batch_size=batch_size, learning_rate=1e-5, epochs=1.0,
+                           max_length=max_length, validation_fraction=0.0, patience=0, save_steps=10**6, threads=1,
+                           dtype=dtype)
     counts = {"real": 0, "slots": 0, "supervised": 0, "examples": 0}
 
     class Clock(TrainerCallback):
@@ -189,7 +190,7 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
                 control.should_training_stop = True
 
     trainer = sft.build_trainer(cfg, 1234, "cpu", make_model(), tokenizer, rows, [], max_length,
-                                out / f"{mode}-{lm_head}", out / "live")
+                                out / f"{mode}-{lm_head}-{dtype}", out / "live")
     clock, seen = Clock(), []
     trainer.data_collator = counting_collator(trainer.data_collator, seen)
     trainer.add_callback(clock)
@@ -208,14 +209,16 @@ def _measure(mode: str, rows, tokenizer, make_model, max_length: int, batch_size
             "examples_per_s": round(counts["examples"] / seconds, 2)}
 
 
-# (batching, lm_head) per measured variant; "padded" with every position scored is today's batching.
+# (batching, lm_head, dtype) per measured variant; "padded" with every position scored, in float32, is
+# today's batching. `+bf16`: the sft stage's `dtype: bfloat16` on a CPU (float32 weights, bf16 autocast).
 VARIANTS = {
-    "padded": ("padded", "all"),
-    "grouped": ("grouped", "all"),
-    "packed": ("packed", "all"),
-    "padding_free": ("padding_free", "all"),
-    "padded+supervised_head": ("padded", "supervised"),
-    "grouped+supervised_head": ("grouped", "supervised"),
+    "padded": ("padded", "all", "auto"),
+    "grouped": ("grouped", "all", "auto"),
+    "packed": ("packed", "all", "auto"),
+    "padding_free": ("padding_free", "all", "auto"),
+    "padded+supervised_head": ("padded", "supervised", "auto"),
+    "grouped+supervised_head": ("grouped", "supervised", "auto"),
+    "grouped+supervised_head+bf16": ("grouped", "supervised", "bfloat16"),
 }
 
 
@@ -271,9 +274,10 @@ def batching_bench(out: Path, steps: int, dolly_steps: int, repeats: int = 3,
             # slow repeat (another job's burst) must not decide a ranking.
             for _ in range(repeats):
                 for variant in variants:
-                    mode, head = VARIANTS[variant]
+                    mode, head, dtype = VARIANTS[variant]
                     training.setup_torch(1234, 1)
-                    m = _measure(mode, rows, tokenizer, make_model, max_length, batch_size, n_steps, tmp / name, head)
+                    m = _measure(mode, rows, tokenizer, make_model, max_length, batch_size, n_steps, tmp / name, head,
+                                 dtype)
                     m["load_average"] = round(os.getloadavg()[0], 2)
                     print(f"bench batching {name} {variant}: {m}", flush=True)
                     runs[variant].append(m)
