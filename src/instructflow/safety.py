@@ -74,7 +74,8 @@ def train_dpo(cfg: config.SafetyConfig, seed: int, device: str, model, tokenizer
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device)) | training.recipe_args(cfg, bool(val))
+        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device))
+           | training.recipe_args(cfg, bool(val))
            | training.pad_args(device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -102,7 +103,8 @@ def train_refusal_sft(cfg: config.SafetyConfig, seed: int, device: str, model, t
 
     train_rows, val_rows = rows(train), rows(val)
     args = SFTConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device)) | training.recipe_args(cfg, bool(val_rows))
+        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device))
+           | training.recipe_args(cfg, bool(val_rows))
            | training.batching_args(batching, device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_checkpointing=False, dataset_num_proc=None,

@@ -70,7 +70,8 @@ def build_trainer(cfg: config.SFTConfig, seed: int, device: str, model, tokenize
     batching = effective_batching(cfg, device)
     training.score_positions(training.effective_lm_head(cfg.lm_head, model))
     sft_args = SFTConfig(
-        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device)) | training.recipe_args(cfg, bool(val_rows))
+        **(training.common_args(checkpoints, seed, device, model.dtype, training.cpu_autocast(cfg.dtype, device))
+           | training.recipe_args(cfg, bool(val_rows))
            | training.batching_args(batching, device)),
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size * 2,
