@@ -193,7 +193,10 @@ def test_bfloat16_on_cpu_trains_float32_weights_under_bf16_autocast(tiny, tmp_pa
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tok = tiny
+    _, tok = tiny
+    # a model no other test's trainer has prepared (accelerate wraps a prepared model's forward once)
+    model = base.tiny_llama(tok, config.ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                                                    max_length=64))
     assert training.cpu_autocast("bfloat16", "cpu") and not training.cpu_autocast("auto", "cpu")
     assert not training.cpu_autocast("bfloat16", "cuda")  # CUDA: bf16 weights, as before
     assert training.device_args("cpu", torch.float32, autocast=True) == {"bf16": True, "fp16": False, "use_cpu": True}
