@@ -86,9 +86,9 @@ def torch_dtype(name: str, device: str, train: bool = False):
 
     if name == "auto":
         return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    if train and device == "cpu" and name == "bfloat16":
-        return torch.float32
     if device == "cpu" and name == "bfloat16":
+        if train:
+            return torch.float32
         warn_emulated_bf16()
     return getattr(torch, name)
 

@@ -72,7 +72,6 @@ TASKS = {"beavertails": "response_harm", "diasafety_train": "response_harm", "to
          "jigsaw": "toxicity", "toxigen": "hate", "hatecheck": "hate", "aegis": "prompt_harm",
          "dices_990": "response_harm", "dices_350": "response_harm", "alpaca": "response_harm",
          "dolly_closed_qa": "response_harm"}
-# The reference baseline is trained on exactly the sets issue 5 names.
 # Requests without answers, every row one label (prompt harm): harmful questions and commands
 # (CatQA, AART, AILuminate without its specialised-advice hazards, which deserve a careful answer)
 # and harmless requests, look-alikes among them (CoCoNot's contrast preference prompts). They teach
@@ -91,6 +90,7 @@ PROMPT_SETS = {
 }
 AILUMINATE_SKIP = ("spc_ele", "spc_fin", "spc_hlt", "spc_lgl")
 TASKS.update({name: "prompt_harm" for name in PROMPT_SETS})
+# The reference baseline is trained on exactly the sets issue 5 names.
 REFERENCE_SETS = ("beavertails", "diasafety_train", "toxicchat_train", "hate-offensive")
 BENIGN_TRAIN = ("coconot_chosen", "self_instruct", "dolly_safety")  # benign answers among the training sets
 TEST_FRACTION = 0.2        # of the `split` sets
@@ -112,9 +112,7 @@ def _prompt_set(shared: Path, name: str) -> tuple[list[str], list[str], list[int
     rel, field, label, _ = PROMPT_SETS[name]
     data = labelled.read_rows(shared / rel) if field else None
     if data is None:  # CatQA: {category: {subcategory: [question, ...]}}
-        import json as _json
-
-        nested = _json.loads(labelled._open_text(shared / rel))
+        nested = json.loads(labelled._open_text(shared / rel))
         texts = [q for sub in nested.values() for qs in sub.values() for q in qs]
     else:
         texts = [str(r[field]) for r in data if not (name == "ailuminate" and r.get("hazard") in AILUMINATE_SKIP)]
