@@ -162,7 +162,8 @@ def test_summarize_reports_every_split_with_n_and_interval():
 
 def test_answer_shape_counts_sentences_where_the_reference_has_them():
     """multi_sentence_instruction: among free-text rows whose reference has two sentences, the share
-    of replies that do too; a one-word or one-line reply to a long reference counts against it."""
+    of replies that do too; a one-word or one-line reply to a long reference counts against it, and so
+    does a refusal however many sentences it has."""
     assert M.sentences("Canberra.") == 0 and M.sentences("It is Canberra. Yes.") == 1
     assert M.sentences("It is Canberra. It became the capital in 1913!") == 2
     long_ref = "The capital is Canberra. It was chosen as a compromise between Sydney and Melbourne."
@@ -177,6 +178,12 @@ def test_answer_shape_counts_sentences_where_the_reference_has_them():
     # exact-match rows (the built-in tasks) have no shape metrics
     assert "multi_sentence_instruction" not in M.summarize([_row("instruction", "task", "seen", False, True, True)],
                                                            ["prefix"])
+    # a two-sentence refusal is not a multi-sentence answer
+    refusal = _row("instruction", "general", "seen", True, helpful=False) | {
+        "metric": "rouge", "reply": "I can't help with that. It could put people in real danger.", "reference": long_ref, "rouge_l": 0.0}
+    m = M.summarize(rows + [refusal], ["prefix"])
+    assert M.sentences(refusal["reply"]) == 2
+    assert m["multi_sentence_instruction"] == 0.25 and m["n"]["multi_sentence_instruction"] == 4
 
 
 def test_babbling_is_not_helpful():

@@ -166,10 +166,12 @@ def _answer_shape(s: Summary, rows: list[dict]) -> None:
 
     Only free-text references (ROUGE rows): ROUGE-L alone rewards a short answer
     to a short reference, and a model that learned to answer in one line can keep
-    its ROUGE-L while losing the explanations users read."""
+    its ROUGE-L while losing the explanations users read. A refusal is not an
+    answer: its two sentences ("I can't help with that. It could ...") count
+    against the rate, or over-refusing instructions would raise it."""
     free = [r for r in rows if r.get("metric") == "rouge" and r.get("reference")]
     s.rate("multi_sentence_instruction",
-           [sentences(r["reply"]) >= 2 for r in free if sentences(r["reference"]) >= 2])
+           [sentences(r["reply"]) >= 2 and not r["refused"] for r in free if sentences(r["reference"]) >= 2])
     if free:
         s.score("words_instruction", sum(len(r["reply"].split()) for r in free) / len(free), len(free))
 
