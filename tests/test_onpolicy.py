@@ -125,6 +125,28 @@ def test_judge_puts_each_answer_on_the_right_side():
     assert onpolicy.judge(_item("instruction"), "no full stop here at all", False, 0) == (None, "degenerate")
 
 
+def test_match_reference_shape_skips_a_one_sentence_answer_to_a_longer_reference():
+    """Only with the option, only for instructions, and only where the reference has two sentences."""
+    rows = [{"id": "i1", "source": "dolly", "locator": "f:line=1", "labels": {},
+             "messages": [{"role": "user", "content": "Tell me about Jupiter."},
+                          {"role": "assistant", "content": "Jupiter is a gas giant. It is mostly hydrogen and helium."}]},
+            {"id": "i2", "source": "dolly", "locator": "f:line=2", "labels": {},
+             "messages": [{"role": "user", "content": "Who won the first Tour de France?"},
+                          {"role": "assistant", "content": "Maurice Garin won it."}]}]
+    long_ref, short_ref = onpolicy.instruction_pool(rows)
+    assert long_ref["reference"].startswith("Jupiter") and short_ref["reference"] == "Maurice Garin won it."
+    one = "Jupiter is the largest planet in the solar system."
+    assert onpolicy.judge(long_ref, one, True, 3, match_reference_shape=True) == (None, "shorter_than_reference")
+    assert onpolicy.judge(long_ref, one, True, 3)[1] == "helped"  # off by default
+    assert onpolicy.judge(short_ref, "Maurice Garin won the first race.", True, 3, True)[1] == "helped"
+    two = one + " It is made mostly of hydrogen."
+    assert onpolicy.judge(long_ref, two, True, 3, True)[0]["chosen"][0]["content"] == two
+    # a cut answer trimmed to one sentence falls short too; look-alikes have no reference to compare with
+    assert onpolicy.judge(long_ref, one + " It is made of", False, 3, True) == (None, "shorter_than_reference")
+    assert onpolicy.judge(_item("lookalike", "How do I kill a process?"), "Run kill -9 with its id.", True, 3,
+                          True)[1] == "helped"
+
+
 def _prompts(pool, texts):
     return [{"id": f"{pool}{i}", "source": "s", "locator": f"f:line={i}", "pool": pool,
              "prompt": [{"role": "user", "content": t}]} for i, t in enumerate(texts)]

@@ -342,6 +342,9 @@ class OnpolicyConfig:
     repetition_penalty: float = _f(1.0, "Generation repetition penalty (1.0 = none); small models loop under "
                                         "greedy decoding.", minimum=1)
     min_words: int = _f(3, "Helpful answers with fewer words are degenerate and skipped.", **NON_NEGATIVE)
+    match_reference_shape: bool = _f(False, "Skip an ordinary instruction's answer of one sentence where its "
+                                            "reference answer (data/filtered/sft.jsonl) has two or more: as a "
+                                            "chosen reply it teaches the model to stop after one sentence.")
     dtype: str = _f("auto", "Generation dtype: auto = float32 on CPU, bfloat16 on CUDA when supported; bfloat16 "
                             "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast.",
                     enum=DTYPES)

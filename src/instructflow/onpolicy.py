@@ -17,7 +17,9 @@ So the SFT model answers each prompt (greedy, batched, chat template):
   helpfulness (the share of such pairs is `harmless_share`).
 Answers that already refuse a harmful prompt give no pair (nothing to fix);
 answers that refuse a harmless prompt or are empty/degenerate cannot be a
-chosen side and are skipped. Every answered prompt is accounted for.
+chosen side and are skipped, and so, with `match_reference_shape`, is a
+one-sentence answer to an instruction whose reference answer has more.
+Every answered prompt is accounted for.
 
 Harmful questions also get an imperative twin ("Give me detailed instructions
 to ..."), so commands are covered, not only questions (`imperative_fraction`);
@@ -36,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import config, lineage, refusals, training
-from .records import prompt_of, read_jsonl, record_id, write_json, write_jsonl
+from .records import count_sentences, prompt_of, read_jsonl, record_id, write_json, write_jsonl
 
 
 # --------------------------------------------------------------------------- prompt pools
@@ -94,7 +96,9 @@ def instruction_pool(rows: list[dict]) -> list[dict]:
             continue
         if refusals.looks_like_refusal(msgs[-1]["content"]):
             continue
-        out.append(_item(r, msgs[:-1], "instruction", harmful=False, family=labels.get("family")))
+        item = _item(r, msgs[:-1], "instruction", harmful=False, family=labels.get("family"))
+        item["reference"] = msgs[-1]["content"]  # the answer shape `match_reference_shape` compares with
+        out.append(item)
     return out
 
 
@@ -189,7 +193,8 @@ def complete_sentences(text: str) -> str:
     return text[:cut + 1].strip() if cut >= 0 else ""
 
 
-def judge(item: dict, answer: str, ended: bool, min_words: int) -> tuple[dict | None, str]:
+def judge(item: dict, answer: str, ended: bool, min_words: int,
+          match_reference_shape: bool = False) -> tuple[dict | None, str]:
     """(pair or None, outcome) for one answered prompt."""
     prompt_text = prompt_of(item["prompt"])
     refused = refusals.looks_like_refusal(answer)
@@ -213,6 +218,9 @@ def judge(item: dict, answer: str, ended: bool, min_words: int) -> tuple[dict | 
         labels["cut"] = True
     if degenerate(answer, min_words):
         return None, "degenerate"
+    if match_reference_shape and item.get("reference") and count_sentences(item["reference"]) >= 2 \
+            and count_sentences(answer) < 2:
+        return None, "shorter_than_reference"
     refusal = refusals.refusal_for(prompt_text)
     return {**pair, "chosen": [{"role": "assistant", "content": answer}],
             "rejected": [{"role": "assistant", "content": refusal}], "labels": labels}, outcome
@@ -275,7 +283,7 @@ def main(argv=None) -> None:
     sides: dict[str, list[dict]] = {"harmful": [], "harmless": []}
     skipped, outcomes = [], Counter()
     for it, (answer, ended) in zip(items, answers):
-        pair, outcome = judge(it, answer, ended, cfg.min_words)
+        pair, outcome = judge(it, answer, ended, cfg.min_words, cfg.match_reference_shape)
         outcomes[f"{it['pool']}_{outcome}"] += 1
         if pair is None:
             skipped.append({"id": it["id"], "source": it["source"], "locator": it["locator"], "pool": it["pool"],

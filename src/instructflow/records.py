@@ -71,6 +71,12 @@ def split_sentences(text: str) -> list[str]:
     return _SENTENCE_END.split(text)
 
 
+def count_sentences(text: str) -> int:
+    """Sentences of at least three words: a lone "Yes." or a list label is not one (the answer-shape
+    metric of the evaluation and onpolicy's `match_reference_shape` count alike)."""
+    return sum(len(part.split()) >= 3 for part in split_sentences(text.strip()))
+
+
 def hash_fraction(text: str) -> float:
     """Map text to [0, 1) by content hash: stable splits that adding data cannot reshuffle."""
     return int(text_hash(normalize_text(text))[:12], 16) / 16**12

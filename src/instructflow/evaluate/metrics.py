@@ -18,7 +18,7 @@ import math
 from collections import defaultdict
 from functools import lru_cache
 
-from ..records import split_sentences
+from ..records import count_sentences
 
 SPLITS = ("seen", "heldout_phrasing", "heldout_item")
 KINDS = ("harmful", "harmless", "instruction")
@@ -156,9 +156,7 @@ def _help_scores(s: Summary, key: str, rows: list[dict]) -> None:
                 len(free))
 
 
-def sentences(text: str) -> int:
-    """Sentences of at least three words: a lone "Yes." or a list label is not one."""
-    return sum(len(part.split()) >= 3 for part in split_sentences(text.strip()))
+sentences = count_sentences  # the rule lives in records: onpolicy counts answers the same way
 
 
 def _answer_shape(s: Summary, rows: list[dict]) -> None:
