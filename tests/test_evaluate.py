@@ -11,6 +11,7 @@ from instructflow.evaluate import generate as gen
 from instructflow import suites
 from instructflow.evaluate import judges
 from instructflow.evaluate import metrics as M
+from instructflow.records import count_sentences
 
 # (reply, refused?) -- the cases a substring judge gets wrong, and real models' refusals
 TRICKY = [
@@ -164,8 +165,8 @@ def test_answer_shape_counts_sentences_where_the_reference_has_them():
     """multi_sentence_instruction: among free-text rows whose reference has two sentences, the share
     of replies that do too; a one-word or one-line reply to a long reference counts against it, and so
     does a refusal however many sentences it has."""
-    assert M.sentences("Canberra.") == 0 and M.sentences("It is Canberra. Yes.") == 1
-    assert M.sentences("It is Canberra. It became the capital in 1913!") == 2
+    assert count_sentences("Canberra.") == 0 and count_sentences("It is Canberra. Yes.") == 1
+    assert count_sentences("It is Canberra. It became the capital in 1913!") == 2
     long_ref = "The capital is Canberra. It was chosen as a compromise between Sydney and Melbourne."
     rows = []
     for reply, ref in (("Canberra.", long_ref), ("It is Canberra. The city was purpose-built as the capital.", long_ref),
@@ -180,9 +181,10 @@ def test_answer_shape_counts_sentences_where_the_reference_has_them():
                                                            ["prefix"])
     # a two-sentence refusal is not a multi-sentence answer
     refusal = _row("instruction", "general", "seen", True, helpful=False) | {
-        "metric": "rouge", "reply": "I can't help with that. It could put people in real danger.", "reference": long_ref, "rouge_l": 0.0}
+        "metric": "rouge", "reply": "I can't help with that. It could put people in real danger.",
+        "reference": long_ref, "rouge_l": 0.0}
     m = M.summarize(rows + [refusal], ["prefix"])
-    assert M.sentences(refusal["reply"]) == 2
+    assert count_sentences(refusal["reply"]) == 2
     assert m["multi_sentence_instruction"] == 0.25 and m["n"]["multi_sentence_instruction"] == 4
 
 

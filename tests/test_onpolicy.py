@@ -129,7 +129,8 @@ def test_match_reference_shape_skips_a_one_sentence_answer_to_a_longer_reference
     """Only with the option, only for instructions, and only where the reference has two sentences."""
     rows = [{"id": "i1", "source": "dolly", "locator": "f:line=1", "labels": {},
              "messages": [{"role": "user", "content": "Tell me about Jupiter."},
-                          {"role": "assistant", "content": "Jupiter is a gas giant. It is mostly hydrogen and helium."}]},
+                          {"role": "assistant",
+                           "content": "Jupiter is a gas giant. It is mostly hydrogen and helium."}]},
             {"id": "i2", "source": "dolly", "locator": "f:line=2", "labels": {},
              "messages": [{"role": "user", "content": "Who won the first Tour de France?"},
                           {"role": "assistant", "content": "Maurice Garin won it."}]}]

@@ -156,9 +156,6 @@ def _help_scores(s: Summary, key: str, rows: list[dict]) -> None:
                 len(free))
 
 
-sentences = count_sentences  # the rule lives in records: onpolicy counts answers the same way
-
-
 def _answer_shape(s: Summary, rows: list[dict]) -> None:
     """Do answers stay multi-sentence where the reference is, and how long are they.
 
@@ -169,7 +166,8 @@ def _answer_shape(s: Summary, rows: list[dict]) -> None:
     against the rate, or over-refusing instructions would raise it."""
     free = [r for r in rows if r.get("metric") == "rouge" and r.get("reference")]
     s.rate("multi_sentence_instruction",
-           [sentences(r["reply"]) >= 2 and not r["refused"] for r in free if sentences(r["reference"]) >= 2])
+           [count_sentences(r["reply"]) >= 2 and not r["refused"] for r in free
+            if count_sentences(r["reference"]) >= 2])
     if free:
         s.score("words_instruction", sum(len(r["reply"].split()) for r in free) / len(free), len(free))
 
