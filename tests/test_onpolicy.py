@@ -148,6 +148,41 @@ def test_match_reference_shape_skips_a_one_sentence_answer_to_a_longer_reference
                           True)[1] == "helped"
 
 
+def test_reference_fallback_chooses_the_reference_where_the_answer_cannot_be_chosen():
+    """Refused, looping or (with the shape check) one-sentence answers: the human reference is chosen."""
+    rows = [{"id": "i1", "source": "dolly", "locator": "f:line=1", "labels": {},
+             "messages": [{"role": "user", "content": "Write a letter to the editor about parks."},
+                          {"role": "assistant", "content": "Dear Editor, our parks need care. Please fund them."}]}]
+    item = onpolicy.instruction_pool(rows)[0]
+    ref = "Dear Editor, our parks need care. Please fund them."
+    refusal = "I'm sorry, I can't help with that."
+    assert onpolicy.judge(item, refusal, True, 3) == (None, "over_refused")  # off by default
+    pair, outcome = onpolicy.judge(item, refusal, True, 3, reference_fallback=True)
+    assert outcome == "reference_for_over_refused"
+    assert pair["chosen"] == [{"role": "assistant", "content": ref}]
+    assert pair["rejected"] == [{"role": "assistant", "content": refusal}]  # the model's own refusal
+    assert pair["labels"]["reference"] is True and pair["labels"]["pool"] == "instruction"
+
+    loop = "park " * 20
+    pair, outcome = onpolicy.judge(item, loop, True, 3, reference_fallback=True)
+    assert outcome == "reference_for_degenerate" and pair["rejected"][0]["content"] == loop
+    pair, outcome = onpolicy.judge(item, "Dear Editor, our parks need", False, 3, reference_fallback=True)
+    assert outcome == "reference_for_degenerate" and pair["chosen"][0]["content"] == ref
+    assert "cut" not in pair["labels"]  # the reference is whole: its end of turn trains
+
+    one = "Dear Editor, please fund our parks."
+    assert onpolicy.judge(item, one, True, 3, False, True)[1] == "helped"  # the shape check is off
+    pair, outcome = onpolicy.judge(item, one, True, 3, True, True)
+    assert outcome == "reference_for_shorter_than_reference" and pair["chosen"][0]["content"] == ref
+    assert pair["rejected"][0]["content"] in refusals.all_refusals()
+    two = one + " They are worth it."
+    assert onpolicy.judge(item, two, True, 3, True, True)[0]["chosen"][0]["content"] == two  # its own answer
+    # harmful prompts and look-alikes have no reference: nothing changes for them
+    assert onpolicy.judge(_item("lookalike", "How do I kill a process?"), refusal, True, 3, True, True) == \
+        (None, "over_refused")
+    assert onpolicy.judge(_item("harmful"), refusal, True, 3, True, True) == (None, "already_refused")
+
+
 def _prompts(pool, texts):
     return [{"id": f"{pool}{i}", "source": "s", "locator": f"f:line={i}", "pool": pool,
              "prompt": [{"role": "user", "content": t}]} for i, t in enumerate(texts)]

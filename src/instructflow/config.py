@@ -345,6 +345,11 @@ class OnpolicyConfig:
     match_reference_shape: bool = _f(False, "Skip an ordinary instruction's answer of one sentence where its "
                                             "reference answer (data/filtered/sft.jsonl) has two or more: as a "
                                             "chosen reply it teaches the model to stop after one sentence.")
+    reference_fallback: bool = _f(False, "Where the SFT model's answer to an ordinary instruction cannot be the "
+                                         "chosen side (it refused, looped, or, with match_reference_shape, stopped "
+                                         "after one sentence), the instruction's human reference answer is chosen "
+                                         "instead of skipping it; the model's own refusal or loop is then the "
+                                         "rejected side.")
     dtype: str = _f("auto", "Generation dtype: auto = float32 on CPU, bfloat16 on CUDA when supported; bfloat16 "
                             "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast.",
                     enum=DTYPES)

@@ -19,6 +19,9 @@ Answers that already refuse a harmful prompt give no pair (nothing to fix);
 answers that refuse a harmless prompt or are empty/degenerate cannot be a
 chosen side and are skipped, and so, with `match_reference_shape`, is a
 one-sentence answer to an instruction whose reference answer has more.
+With `reference_fallback` such an instruction is not skipped: its human
+reference answer becomes the chosen side (the model's refusal or loop the
+rejected one), so the pairs still teach it to answer what it refused.
 Every answered prompt is accounted for.
 
 Harmful questions also get an imperative twin ("Give me detailed instructions
@@ -194,8 +197,12 @@ def complete_sentences(text: str) -> str:
 
 
 def judge(item: dict, answer: str, ended: bool, min_words: int,
-          match_reference_shape: bool = False) -> tuple[dict | None, str]:
-    """(pair or None, outcome) for one answered prompt."""
+          match_reference_shape: bool = False, reference_fallback: bool = False) -> tuple[dict | None, str]:
+    """(pair or None, outcome) for one answered prompt.
+
+    With `reference_fallback`, an instruction whose answer cannot be chosen (refused, degenerate,
+    or shorter than its reference) gets its human reference answer as the chosen side: the
+    outcome is then `reference_for_<reason>`, and the model's own refusal or loop is rejected."""
     prompt_text = prompt_of(item["prompt"])
     refused = refusals.looks_like_refusal(answer)
     labels = {**item["labels"], "pool": item["pool"], "onpolicy": True}
@@ -208,8 +215,18 @@ def judge(item: dict, answer: str, ended: bool, min_words: int,
         refusal = refusals.refusal_for(prompt_text)
         return {**pair, "chosen": [{"role": "assistant", "content": refusal}],
                 "rejected": [{"role": "assistant", "content": answer}], "labels": labels}, "complied"
+    reference = item.get("reference") if reference_fallback else None
+
+    def fallback(reason: str, rejected: str | None = None) -> tuple[dict | None, str]:
+        if not reference:
+            return None, reason
+        rejected = rejected or refusals.refusal_for(prompt_text)
+        return {**pair, "chosen": [{"role": "assistant", "content": reference}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "labels": {**labels, "reference": True}}, f"reference_for_{reason}"
+
     if refused:
-        return None, "over_refused"
+        return fallback("over_refused", answer)
     outcome = "helped"
     if not ended:  # a chosen reply cut mid-sentence would teach the model to stop mid-sentence, and one
         # cut anywhere would teach it to stop at the budget: trimmed, and marked so that its end of turn
@@ -217,10 +234,12 @@ def judge(item: dict, answer: str, ended: bool, min_words: int,
         answer, outcome = complete_sentences(answer), "helped_trimmed"
         labels["cut"] = True
     if degenerate(answer, min_words):
-        return None, "degenerate"
+        labels.pop("cut", None)
+        return fallback("degenerate", answer if answer.strip() else None)
     if match_reference_shape and item.get("reference") and count_sentences(item["reference"]) >= 2 \
             and count_sentences(answer) < 2:
-        return None, "shorter_than_reference"
+        labels.pop("cut", None)
+        return fallback("shorter_than_reference")
     refusal = refusals.refusal_for(prompt_text)
     return {**pair, "chosen": [{"role": "assistant", "content": answer}],
             "rejected": [{"role": "assistant", "content": refusal}], "labels": labels}, outcome
@@ -283,7 +302,7 @@ def main(argv=None) -> None:
     sides: dict[str, list[dict]] = {"harmful": [], "harmless": []}
     skipped, outcomes = [], Counter()
     for it, (answer, ended) in zip(items, answers):
-        pair, outcome = judge(it, answer, ended, cfg.min_words, cfg.match_reference_shape)
+        pair, outcome = judge(it, answer, ended, cfg.min_words, cfg.match_reference_shape, cfg.reference_fallback)
         outcomes[f"{it['pool']}_{outcome}"] += 1
         if pair is None:
             skipped.append({"id": it["id"], "source": it["source"], "locator": it["locator"], "pool": it["pool"],
