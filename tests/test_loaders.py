@@ -216,6 +216,21 @@ def test_generic_parquet_and_limit(tmp_path):
         read(path, "parquet")
 
 
+def test_offset_starts_limit_and_stride_further_in(tmp_path):
+    """Held-out rows after the first `limit` that another source on the same file trains on."""
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"q{i}?", "output": f"a{i}"}) + "\n" for i in range(1, 11)))
+    notes = []
+    rows = read(path, "alpaca", offset=4, limit=4, stride=2, notes=notes)
+    assert [r["messages"][1]["content"] for r in rows] == ["a5", "a7"]
+    assert [r["locator"] for r in rows] == ["t.jsonl:line=5", "t.jsonl:line=7"]  # the file's own line numbers
+    assert any("offset=4" in n for n in notes) and any("rows 5, 7, 9" in n for n in notes)
+    assert [r["messages"][1]["content"] for r in read(path, "alpaca", offset=8)] == ["a9", "a10"]
+    assert read(path, "alpaca", offset=10) == []
+    trained = {r["messages"][1]["content"] for r in read(path, "alpaca", limit=4)}
+    assert trained.isdisjoint(r["messages"][1]["content"] for r in read(path, "alpaca", offset=4))
+
+
 def test_skip_leaves_rows_out_by_a_mapped_field_and_notes_how_many(tmp_path):
     # AILuminate-like: specialised-advice hazards deserve a careful answer, not a refusal pair
     path = tmp_path / "p.csv"

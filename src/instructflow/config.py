@@ -82,9 +82,13 @@ class SourceConfig:
     task: str = _f("", "Labelled sources: what the label means (labels.task).", enum=["", *LABEL_TASKS])
     split: str = _f("auto", "auto (by content hash) or force every record to train, test or eval.",
                     enum=["auto", "train", "test", "eval"])
-    limit: int = _f(0, "Read only the first N rows of the source (0 = all).", **NON_NEGATIVE)
-    stride: int = _f(1, "Read every k-th row (rows 1, 1+k, 1+2k, ... of the first `limit`): a slice spread "
-                     "over a file sorted by topic, where `limit` alone would take its first topics.", **POSITIVE)
+    offset: int = _f(0, "Rows passed over at the start of the file, before `limit` and `stride` count: with "
+                        "them, a slice from further in, e.g. held-out rows after the first `limit` another "
+                        "source declared on the same file trains on.", **NON_NEGATIVE)
+    limit: int = _f(0, "Read only the first N rows of the source (after `offset`; 0 = all).", **NON_NEGATIVE)
+    stride: int = _f(1, "Read every k-th row (rows 1, 1+k, 1+2k, ... of the first `limit`, counted after "
+                        "`offset`): a slice spread over a file sorted by topic, where `limit` alone would take "
+                        "its first topics.", **POSITIVE)
     skip: dict = _f({}, "Rows not read: field (after the `columns` mapping, dotted paths allowed) -> values, e.g. "
                         "{category: [spc_fin, spc_hlt]} for AILuminate's specialised-advice prompts, which deserve "
                         "a careful answer, not a refusal. Counted in ingest's notes, like rows past `limit`.",

@@ -585,15 +585,21 @@ def _records(target, rel, fmt, schema, source, license, spec, notes) -> Iterator
     if spec.task:
         static["task"] = spec.task
     read = SCHEMAS[schema]
+    first = spec.offset + 1
+    if spec.offset:
+        notes.append(f"{rel}: rows 1-{spec.offset} not read (offset={spec.offset})")
     if spec.stride > 1:
-        notes.append(f"{rel}: read rows 1, {1 + spec.stride}, {1 + 2 * spec.stride}, ... (stride={spec.stride})")
+        notes.append(f"{rel}: read rows {first}, {first + spec.stride}, {first + 2 * spec.stride}, ... "
+                     f"(stride={spec.stride})")
     skip = {field: {str(v) for v in values} for field, values in spec.skip.items()}
     skipped = Counter()
     for n, (where, data, error) in enumerate(_rows(target, rel, fmt, schema, spec, notes), start=1):
-        if spec.limit and n > spec.limit:
+        if n < first:
+            continue  # before `offset`: outside the source as declared, like rows past `limit`
+        if spec.limit and n - spec.offset > spec.limit:
             notes.append(f"{rel}: stopped after limit={spec.limit} rows")
             break
-        if spec.stride > 1 and (n - 1) % spec.stride:
+        if spec.stride > 1 and (n - first) % spec.stride:
             continue  # not read: like rows past `limit`, outside the source as declared
         if error is None and isinstance(data, str) and schema == "prompts":
             data = {"prompt": data}
