@@ -188,6 +188,24 @@ def test_dtype_is_float32_on_cpu_even_for_a_bf16_checkpoint(tiny, tmp_path):
     assert training.torch_dtype("bfloat16", "cpu") == torch.bfloat16  # generation: bf16 weights
 
 
+def test_dtype_fast_is_bfloat16_only_where_the_hardware_has_it(monkeypatch):
+    """`fast`: bf16 (autocast in training) on a CPU with native bf16, float32 on one without."""
+    import torch
+
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    assert training.resolve_dtype("fast", "cpu") == "bfloat16"
+    assert training.cpu_autocast("fast", "cpu")
+    assert training.torch_dtype("fast", "cpu", train=True) == torch.float32  # master weights
+    assert training.torch_dtype("fast", "cpu") == torch.bfloat16             # generation
+    monkeypatch.setattr(training, "native_bf16", lambda device: False)
+    assert training.resolve_dtype("fast", "cpu") == "float32"
+    assert not training.cpu_autocast("fast", "cpu")
+    assert training.torch_dtype("fast", "cpu") == torch.float32
+    assert [training.resolve_dtype(d, "cpu") for d in ("auto", "bfloat16", "float32")] == \
+        ["auto", "bfloat16", "float32"]
+    assert "fast" in config.DTYPES
+
+
 def test_bfloat16_on_cpu_trains_float32_weights_under_bf16_autocast(tiny, tmp_path):
     import torch
     from datasets import Dataset

@@ -238,7 +238,7 @@ class DetectorConfig:
 
 # --------------------------------------------------------------------------- training recipe (base, sft, safety)
 SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
-DTYPES = ["auto", "float32", "bfloat16", "float16"]
+DTYPES = ["auto", "fast", "float32", "bfloat16", "float16"]
 
 
 @dataclass
@@ -261,7 +261,8 @@ class RecipeConfig:
     save_total_limit: int = _f(2, "Checkpoints kept on disk (the best one is always kept).", **POSITIVE)
     dtype: str = _f("auto", "Weight dtype: auto = float32 on CPU, bfloat16 on CUDA when supported. bfloat16 on a "
                             "CPU trains float32 weights under bf16 autocast (about twice as fast where the CPU has "
-                            "native bf16: AVX512-BF16, AMX).", enum=DTYPES)
+                            "native bf16: AVX512-BF16, AMX; emulated and slower elsewhere). fast = bfloat16 where "
+                            "the hardware has native bf16, float32 elsewhere.", enum=DTYPES)
     threads: int = _f(0, "torch CPU threads; 0 = the cores actually free (affinity minus load).", **NON_NEGATIVE)
     mem_mb: int = _f(4000, "Memory the workflow reserves for this stage (Snakemake/SLURM resources).", **POSITIVE)
 
@@ -355,7 +356,8 @@ class OnpolicyConfig:
                                          "instead of skipping it; the model's own refusal or loop is then the "
                                          "rejected side.")
     dtype: str = _f("auto", "Generation dtype: auto = float32 on CPU, bfloat16 on CUDA when supported; bfloat16 "
-                            "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast.",
+                            "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast; fast = "
+                            "bfloat16 where the hardware has native bf16, float32 elsewhere.",
                     enum=DTYPES)
     threads: int = _f(0, "torch CPU threads; 0 = the cores actually free.", **NON_NEGATIVE)
     mem_mb: int = _f(4000, "Memory the workflow reserves for this stage (Snakemake/SLURM resources); the SFT "
@@ -422,7 +424,8 @@ class EvaluateConfig:
     perplexity_max_texts: int = _f(400, "Lines of perplexity_text and held-out reference answers scored.",
                                    **POSITIVE)
     dtype: str = _f("auto", "Generation dtype: auto = float32 on CPU, bfloat16 on CUDA when supported; bfloat16 "
-                            "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast.",
+                            "on a CPU with native bf16 (AVX512-BF16, AMX) generates about twice as fast; fast = "
+                            "bfloat16 where the hardware has native bf16, float32 elsewhere.",
                     enum=DTYPES)
     threads: int = _f(2, "torch CPU threads.", **POSITIVE)
 

@@ -166,8 +166,13 @@ def machine() -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     out = {"cpu": cpu, "cores": cores, "arch": platform.machine(), "os": platform.system()}
     torch = sys.modules.get("torch")  # never import torch just for this (1.5 s)
-    if torch is not None and torch.cuda.is_available():
-        out["gpu"] = torch.cuda.get_device_name(0)
+    if torch is not None:
+        try:  # what `dtype: fast` resolves to on this CPU (training.native_bf16)
+            out["cpu_native_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            out["cpu_native_bf16"] = False
+        if torch.cuda.is_available():
+            out["gpu"] = torch.cuda.get_device_name(0)
     return out
 
 

@@ -75,8 +75,31 @@ def setup_torch(seed: int, threads: int) -> str:
     return device
 
 
+def native_bf16(device: str) -> bool:
+    """Whether the hardware runs bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (oneDNN's check). Elsewhere bf16 is emulated and slower than float32."""
+    import torch
+
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_dtype(name: str, device: str) -> str:
+    """A stage's `dtype` param as run here: `fast` is bfloat16 where the hardware runs it natively
+    and float32 elsewhere (a profile that must fit a time budget on any machine); the others as given."""
+    if name == "fast":
+        name = "bfloat16" if native_bf16(device) else "float32"
+        print(f"training: dtype fast -> {name} on this {device}", flush=True)
+    return name
+
+
 def torch_dtype(name: str, device: str, train: bool = False):
-    """The weight dtype: `auto` = bf16 on a CUDA GPU that supports it, float32 elsewhere.
+    """The weight dtype: `auto` = bf16 on a CUDA GPU that supports it, float32 elsewhere;
+    `fast` = bf16 wherever it is native (`resolve_dtype`).
 
     On a CPU, `bfloat16` for training keeps float32 weights (the optimizer's master copy) and
     runs the steps under bf16 autocast (`cpu_autocast`); for generation the weights themselves
@@ -84,6 +107,7 @@ def torch_dtype(name: str, device: str, train: bool = False):
     (README, "Mixed precision on a CPU")."""
     import torch
 
+    name = resolve_dtype(name, device)
     if name == "auto":
         return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     if device == "cpu" and name == "bfloat16":
@@ -94,8 +118,9 @@ def torch_dtype(name: str, device: str, train: bool = False):
 
 
 def cpu_autocast(name: str, device: str) -> bool:
-    """Whether a training stage on a CPU runs its steps under bf16 autocast (its `dtype` is bfloat16)."""
-    if device == "cpu" and name == "bfloat16":
+    """Whether a training stage on a CPU runs its steps under bf16 autocast (its `dtype` is bfloat16,
+    or `fast` on a CPU with native bf16)."""
+    if device == "cpu" and resolve_dtype(name, device) == "bfloat16":
         warn_emulated_bf16()
         return True
     return False
@@ -103,13 +128,7 @@ def cpu_autocast(name: str, device: str) -> bool:
 
 def warn_emulated_bf16() -> None:
     """bf16 on a CPU without native bf16 instructions is emulated: slower than float32, say so."""
-    import torch
-
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    if not native:
+    if not native_bf16("cpu"):
         print("training: warning: dtype bfloat16 on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated "
               "and slower than float32; set the stage's `dtype: auto`", flush=True)
 
