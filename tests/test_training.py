@@ -206,6 +206,17 @@ def test_dtype_fast_is_bfloat16_only_where_the_hardware_has_it(monkeypatch):
     assert "fast" in config.DTYPES
 
 
+def test_dtype_fast_says_what_it_chose_once_per_device(monkeypatch, capsys):
+    """A stage resolves `fast` several times (weights, autocast, generation): one log line each device."""
+    monkeypatch.setattr(training, "_ANNOUNCED", set())
+    monkeypatch.setattr(training, "native_bf16", lambda device: device == "cuda")
+    for _ in range(3):
+        training.resolve_dtype("fast", "cpu")
+    training.resolve_dtype("fast", "cuda")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["training: dtype fast -> float32 on this cpu", "training: dtype fast -> bfloat16 on this cuda"]
+
+
 def test_bfloat16_on_cpu_trains_float32_weights_under_bf16_autocast(tiny, tmp_path):
     import torch
     from datasets import Dataset

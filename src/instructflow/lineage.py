@@ -167,13 +167,25 @@ def machine() -> dict:
     out = {"cpu": cpu, "cores": cores, "arch": platform.machine(), "os": platform.system()}
     torch = sys.modules.get("torch")  # never import torch just for this (1.5 s)
     if torch is not None:
-        try:  # what `dtype: fast` resolves to on this CPU (training.native_bf16)
-            out["cpu_native_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            out["cpu_native_bf16"] = False
+        out["cpu_native_bf16"] = native_bf16("cpu")  # what `dtype: fast` resolves to on this CPU
         if torch.cuda.is_available():
             out["gpu"] = torch.cuda.get_device_name(0)
     return out
+
+
+def native_bf16(device: str) -> bool:
+    """Whether the hardware runs bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (oneDNN's check). Elsewhere bf16 is emulated and slower than float32.
+    Here, not in training, because every stage's lineage records it and the data stages must
+    not depend on training's code."""
+    import torch
+
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def library_versions() -> dict[str, str]:

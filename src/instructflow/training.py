@@ -26,6 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .lineage import native_bf16
 from .records import write_json
 
 CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
@@ -75,26 +76,18 @@ def setup_torch(seed: int, threads: int) -> str:
     return device
 
 
-def native_bf16(device: str) -> bool:
-    """Whether the hardware runs bf16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX (oneDNN's check). Elsewhere bf16 is emulated and slower than float32."""
-    import torch
-
-    if device == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def resolve_dtype(name: str, device: str) -> str:
     """A stage's `dtype` param as run here: `fast` is bfloat16 where the hardware runs it natively
     and float32 elsewhere (a profile that must fit a time budget on any machine); the others as given."""
     if name == "fast":
         name = "bfloat16" if native_bf16(device) else "float32"
-        print(f"training: dtype fast -> {name} on this {device}", flush=True)
+        if device not in _ANNOUNCED:  # a stage resolves it more than once (weights, autocast): say it once
+            _ANNOUNCED.add(device)
+            print(f"training: dtype fast -> {name} on this {device}", flush=True)
     return name
+
+
+_ANNOUNCED: set[str] = set()
 
 
 def torch_dtype(name: str, device: str, train: bool = False):
