@@ -291,6 +291,22 @@ def test_cuda_batches_pad_lengths_to_a_multiple_and_cpu_batches_do_not(tiny, tmp
     assert widths["cpu"] < widths["cuda"] < widths["cpu"] + training.CUDA_PAD_MULTIPLE
 
 
+def test_gpu_check_times_generation_batch_sizes_side_by_side(tiny):
+    """gpu-check's generation figures come from the onpolicy stage's own loop, one entry per batch
+    size, with the answers compared to the first size's (runs on a CPU too; only the timing is GPU's)."""
+    from instructflow import gpucheck
+
+    model, tok = tiny
+    prompts = [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(6)]
+    out = gpucheck.generation(model, tok, prompts, [1, 3, 6], max_new_tokens=4)
+    assert out["prompts"] == 6 and list(out["by_batch_size"]) == ["1", "3", "6"]
+    first = out["by_batch_size"]["1"]
+    assert first["answers_equal_to_first"] == 6 and first["speedup_vs_first"] == 1.0
+    for figures in out["by_batch_size"].values():
+        assert 0 <= figures["answers_equal_to_first"] <= 6
+        assert figures["seconds"] > 0 and figures["prompts_per_s"] > 0
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA path")
 def test_gpu_check_skips_politely_without_cuda(capsys):
     from instructflow import gpucheck

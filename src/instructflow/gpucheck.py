@@ -1,6 +1,8 @@
 """`make gpu-check`: a short bf16 SFT and DPO run of SmolLM2-135M-Instruct on a CUDA GPU.
 
-Prints, as JSON (and to `--out` when given): supervised tokens per second and
+Prints, as JSON (and to `--out` when given): greedy generation through the
+onpolicy stage's loop at several batch sizes side by side (`--generate-batches`),
+supervised tokens per second and
 peak GPU memory of bf16 SFT for each batching mode side by side (padded,
 length-grouped, packed, padding-free: which one `sft.batching: auto` should pick
 on a GPU is a measurement, as `make bench` is on a CPU), then pairs per second
@@ -111,7 +113,44 @@ def sft_one_mode(model, tokenizer, rows: list[dict], mode: str, steps: int, batc
         "train_loss": round(loss, 4)}
 
 
-def run(model_path: Path, steps: int, batch_size: int, max_length: int, random_init: bool = False) -> dict:
+def generation(model, tokenizer, prompts: list[list[dict]], batch_sizes: list[int], max_new_tokens: int) -> dict:
+    """Greedy answers through `onpolicy.generate` (the stage's own loop) at each batch size, side by
+    side: prompts per second, and how many answers equal those at the first batch size (more left
+    padding changes the bf16 arithmetic, so a greedy answer can drift). On the H200 the profile's
+    onpolicy stage answered at 16 a batch for 335 s, about 57 ms a decode step: launch-bound, so a
+    larger batch should cost about the same per step; this measures how much it buys."""
+    import dataclasses
+
+    import torch
+
+    from . import config, onpolicy
+
+    def sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    base_cfg = dataclasses.replace(config.OnpolicyConfig(), max_new_tokens=max_new_tokens)
+    onpolicy.generate(model, tokenizer, prompts[:2], dataclasses.replace(base_cfg, batch_size=2))  # warm-up
+    out: dict = {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "by_batch_size": {}}
+    first = None
+    for bs in batch_sizes:
+        sync()
+        start = time.perf_counter()
+        answers = onpolicy.generate(model, tokenizer, prompts, dataclasses.replace(base_cfg, batch_size=bs))
+        sync()
+        seconds = time.perf_counter() - start
+        first = first if first is not None else answers
+        out["by_batch_size"][str(bs)] = {
+            "seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / seconds, 2),
+            "answers_equal_to_first": sum(a == b for a, b in zip(answers, first))}
+    slowest = out["by_batch_size"][str(batch_sizes[0])]["seconds"]
+    for figures in out["by_batch_size"].values():
+        figures["speedup_vs_first"] = round(slowest / figures["seconds"], 2)
+    return out
+
+
+def run(model_path: Path, steps: int, batch_size: int, max_length: int, random_init: bool = False,
+        generate_batches: list[int] | None = None, generate_prompts: int = 256) -> dict:
     import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -124,8 +163,14 @@ def run(model_path: Path, steps: int, batch_size: int, max_length: int, random_i
     conversations = chats(steps * batch_size * 2)
     auto = sft.effective_batching(config.SFTConfig(), "cuda")
     with tempfile.TemporaryDirectory() as tmp:
-        # ---- SFT, bf16: every batching mode from the same starting weights, `auto`'s pick last
         model, tokenizer = load(model_path, random_init)
+        # ---- generation (the onpolicy and evaluate stages), bf16, before any training step
+        if generate_batches:
+            model.to("cuda")
+            prompts = [c[:1] for c in chats(generate_prompts)]
+            out["generation"] = generation(model, tokenizer, prompts, generate_batches, 96)
+            print(f"gpu-check: generation: {out['generation']}", flush=True)
+        # ---- SFT, bf16: every batching mode from the same starting weights, `auto`'s pick last
         start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rows, stats = training.supervised_dataset(tokenizer, conversations, max_length, "gpu-check")
         out["sft_rows"] = stats
@@ -179,6 +224,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per batching mode and for DPO")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--generate-batches", default="16,64,256",
+                    help="generation batch sizes to time side by side (comma-separated; empty: skip)")
+    ap.add_argument("--generate-prompts", type=int, default=256, help="prompts answered at each batch size")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     import torch
@@ -192,7 +240,11 @@ def main(argv=None) -> int:
         return 0
     if args.steps <= WARMUP_STEPS:
         ap.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
-    result = run(Path(args.model), args.steps, args.batch_size, args.max_length, args.random_init)
+    batches = [int(b) for b in args.generate_batches.split(",") if b.strip()]
+    if any(b <= 0 for b in batches):
+        ap.error(f"--generate-batches must be positive integers, got {args.generate_batches!r}")
+    result = run(Path(args.model), args.steps, args.batch_size, args.max_length, args.random_init,
+                 batches, args.generate_prompts)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
