@@ -143,9 +143,9 @@ def generation(model, tokenizer, prompts: list[list[dict]], batch_sizes: list[in
         out["by_batch_size"][str(bs)] = {
             "seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / seconds, 2),
             "answers_equal_to_first": sum(a == b for a, b in zip(answers, first))}
-    slowest = out["by_batch_size"][str(batch_sizes[0])]["seconds"]
+    first_s = out["by_batch_size"][str(batch_sizes[0])]["seconds"]
     for figures in out["by_batch_size"].values():
-        figures["speedup_vs_first"] = round(slowest / figures["seconds"], 2)
+        figures["speedup_vs_first"] = round(first_s / figures["seconds"], 2)
     return out
 
 
