@@ -233,6 +233,12 @@ class DetectorConfig:
                                     "1 = every source weighs the same.", minimum=0, maximum=1)
     exchange_head: bool = _f(True, "tfidf-ensemble / tfidf-task: a second set of members trained on the rows with a "
                              "reply only scores exchanges (the first, trained on every row, scores texts alone).")
+    offensive: bool = _f(True, "Add the offensive-language member: alt-profanity-check's model (trained on ~200k "
+                         "human-labelled comments, installed from PyPI), saved into the detector folder as "
+                         "safetensors. A reply (a text, when alone) it scores at or above `offensive_threshold` "
+                         "is flagged toxic, whatever the detector says; it never removes a flag.")
+    offensive_threshold: float = _f(0.5, "P(offensive) from which the member flags a text (0.5: the package's own "
+                                    "decision boundary).", exclusiveMinimum=0, exclusiveMaximum=1)
     threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
 
 

@@ -4,6 +4,8 @@ Reads `params.yaml: detector` (+ seed) and data/formatted/. Writes:
     models/detector/config.json          backend, feature settings, embedding model + file hashes,
                                          threshold, metrics, lineage
     models/detector/weights.safetensors  weights (coefficients, intercepts, MLP layers, idf; no pickle)
+    models/detector/offensive.*          the offensive-language member (`detector.offensive`): the
+                                         alt-profanity-check model as JSON + safetensors
     reports/detector/metrics.json        precision / recall / F1 per labelled test source (a DVC metric)
 
 Training rows come from data/formatted/labelled.jsonl (ingest `labelled` sources:
@@ -177,12 +179,24 @@ def main(argv=None) -> None:
     by_source = defaultdict(list)
     for r in test:
         by_source[r["source"]].append(r)
-    report["test"] = {}
+    # ---- the offensive-language member (filter/offensive.py): a model trained on real comments,
+    # saved beside the detector's weights; it can only add flags (a reply it calls offensive is toxic)
+    if cfg.offensive:
+        from .filter import offensive
+
+        offensive.export(args.out, cfg.offensive_threshold)
+        model.offensive = offensive.load(args.out)
+        report["offensive"] = model.offensive.meta
+    report["test"], alone = {}, {}
     for source, rs in sorted(by_source.items()):
         t1, t2 = [r["text"] for r in rs], [r.get("text2") or "" for r in rs]
         # a tasked detector scores a source's texts as what the source declares (prompt or comment)
         s = model.score(t1, t2, task=rs[0].get("task", "")) if tasked else model.score(t1, t2)
-        report["test"][source] = det.metrics(s, [r["label"] for r in rs], model.threshold)
+        labels = [r["label"] for r in rs]
+        report["test"][source] = det.metrics(det.with_offensive(model, s, t1, t2), labels, model.threshold)
+        alone[source] = det.metrics(s, labels, model.threshold)
+    if cfg.offensive:  # what the member adds, set by set
+        report["test_without_offensive"] = alone
     report["lineage"] = lineage.stamp("detector", [formatted], cfg, seed)
     model.save(args.out, {"training_data": data, "metrics": {k: report[k] for k in ("validation", "test")
                                                            if k in report},

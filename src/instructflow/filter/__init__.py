@@ -12,9 +12,11 @@ data/formatted/. Writes:
 Every assistant turn is judged, not only the last, with its prompt (the user
 turn before it): the detector scores the prompt alone (harmful request), the
 exchange (harmful compliance, unsafe reply) and the reply alone (toxic or
-hateful text). A turn whose exchange is unsafe after a harmful prompt is
-harmful compliance; an unsafe exchange or reply otherwise is `toxic`. A harmful
-request answered safely (a refusal) is kept: that is what SFT should teach.
+hateful text); the detector's offensive-language member, where it has one,
+scores the reply too (offensive language is `toxic`). A turn whose exchange is
+unsafe after a harmful prompt is harmful compliance; an unsafe exchange or
+reply otherwise is `toxic`. A harmful request answered safely (a refusal) is
+kept: that is what SFT should teach.
 
 Guards run before any conversion, so a converted pair passes the same checks as
 everything else: `eval_overlap` (n-gram overlap with any evaluation prompt, incl.
@@ -66,9 +68,20 @@ class Judge:
         self.keywords = keywords
 
     def score(self, prompts: list[str], replies: list[str]) -> list[dict]:
-        """Per exchange: {prompt, exchange, reply} P(unsafe) (reply only with reply_alone).
+        """Per exchange: {prompt, exchange, reply} P(unsafe) (reply only with reply_alone), and the
+        reply's P(offensive) where the detector has the offensive-language member.
 
         Every distinct text is featurised once (see Detector.block_decisions)."""
+        rows = self._score(prompts, replies)
+        member = getattr(self.det, "offensive", None)
+        if member is not None and rows:
+            uniq = sorted(set(replies))
+            table = dict(zip(uniq, member.score(uniq)))
+            for row, reply in zip(rows, replies):
+                row["offensive"] = round(float(table[reply]), 4)
+        return rows
+
+    def _score(self, prompts: list[str], replies: list[str]) -> list[dict]:
         import numpy as np
 
         if not hasattr(self.det, "block_decisions"):
@@ -119,6 +132,8 @@ class Judge:
             return "harmful_compliance"
         if s["exchange"] >= t or s.get("reply", 0.0) >= t:
             return "toxic"
+        if "offensive" in s and s["offensive"] >= self.det.offensive.threshold:
+            return "toxic"  # offensive language, by the member trained on real comments
         if self.keywords is not None:
             kw = self.keywords.reason(prompt, reply)
             if kw:

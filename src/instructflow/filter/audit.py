@@ -2,7 +2,7 @@
 
     instructflow-filter-audit FILE --text COL [--text2 COL] --label COL [--positive VALUE[,VALUE]]
                               [--records KEY] [--preset NAME] [--detector DIR] [--threshold P]
-                              [--task prompt|text] [--json]
+                              [--task prompt|text] [--no-offensive] [--json]
 
 FILE is CSV, JSON (a list, or an object with the list at --records), or JSONL,
 optionally .gz. Column names may be dotted paths into nested objects
@@ -16,6 +16,10 @@ A detector with a threshold per task (backend tfidf-ensemble) scores rows with
 a reply as exchanges and texts alone as prompts; `--task text` scores them as
 comments (toxicity, hate), as the presets jigsaw, toxigen, hatecheck and
 hate-offensive do by default.
+
+Where the detector folder has the offensive-language member (`detector.offensive`),
+a row whose reply (or text) it calls offensive is flagged, as in the filter;
+`--no-offensive` scores the trained detector alone.
 
 Prints precision, recall, F1, the confusion matrix and the threshold (JSON with
 --json). Exit status 2 on a file or option problem, with a message naming it.
@@ -49,6 +53,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="override the detector's threshold")
     ap.add_argument("--task", default="", choices=["", "prompt", "text"],
                     help="texts alone are prompts (default) or comments (text); per-task detectors only")
+    ap.add_argument("--offensive", action=argparse.BooleanOptionalAction, default=True,
+                    help="fold in the detector folder's offensive-language member, as the filter does "
+                         "(--no-offensive: the trained detector alone)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
     try:
@@ -62,12 +69,17 @@ def main(argv=None) -> int:
         print(f"instructflow-filter-audit: {err}", file=sys.stderr)
         return 2
     threshold = model.threshold if args.threshold is None else args.threshold
+    t2 = texts2 if any(texts2) else None
     if isinstance(model, det.TaskEnsemble):
         task = args.task or ("text" if args.preset in COMMENT_PRESETS else "prompt")
-        scores = model.score(texts, texts2 if any(texts2) else None, task=task)
+        scores = model.score(texts, t2, task=task)
     else:
-        scores = model.score(texts, texts2 if any(texts2) else None)
-    result = {"file": args.file, "detector": args.detector, **det.metrics(scores, labels, threshold)}
+        scores = model.score(texts, t2)
+    if not args.offensive:
+        model.offensive = None
+    result = {"file": args.file, "detector": args.detector,
+              "offensive_member": model.offensive.meta if model.offensive is not None else None,
+              **det.metrics(det.with_offensive(model, scores, texts, t2, threshold), labels, threshold)}
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:

@@ -23,7 +23,9 @@ question" from "a harmful question answered"; a missing reply is a zero block.
 
 Saved without pickle: `weights.safetensors` (coefficients and intercepts; MLP layers) and
 `config.json` (backend, feature settings, the embedding model and the sha256 of
-its files, threshold, metrics, lineage). `load(path)` rebuilds the detector.
+its files, threshold, metrics, lineage). `load(path)` rebuilds the detector, with
+the folder's offensive-language member (`offensive.py`) where the stage saved one:
+`flag()` folds it in (`with_offensive`), so evaluation and the audit see its flags.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from . import offensive
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
@@ -235,7 +239,7 @@ class Detector:
         return 1.0 / (1.0 + np.exp(-z))
 
     def flag(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> np.ndarray:
-        return self.score(texts, texts2) >= self.threshold
+        return with_offensive(self, self.score(texts, texts2), texts, texts2) >= self.threshold
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         from safetensors.numpy import save_file
@@ -293,7 +297,7 @@ class Ensemble:
         return np.concatenate(out) if out else np.zeros(0)
 
     def flag(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> np.ndarray:
-        return self.score(texts, texts2) >= self.threshold
+        return with_offensive(self, self.score(texts, texts2), texts, texts2) >= self.threshold
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         from safetensors.numpy import save_file
@@ -409,7 +413,7 @@ class TaskEnsemble:
         return self.calibrate(raw, self.tasks(texts2, len(texts), task))
 
     def flag(self, texts: Sequence[str], texts2: Sequence[str] | None = None, task: str | None = None) -> np.ndarray:
-        return self.score(texts, texts2, task) >= self.threshold
+        return with_offensive(self, self.score(texts, texts2, task), texts, texts2) >= self.threshold
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         from safetensors.numpy import save_file
@@ -422,6 +426,20 @@ class TaskEnsemble:
                "task_thresholds": dict(sorted(self.thresholds.items())), **self.meta, **(extra or {})}
         (path / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                    encoding="utf-8")
+
+
+def with_offensive(model, scores: np.ndarray, texts: Sequence[str], texts2: Sequence[str] | None = None,
+                   threshold: float | None = None) -> np.ndarray:
+    """Scores with the detector folder's offensive-language member folded in (filter/offensive.py):
+    a row whose reply (its text, when it has none) the member calls offensive scores at least
+    the threshold (the model's, or `threshold`). It can only add flags; without a member the scores come back unchanged."""
+    member = getattr(model, "offensive", None)
+    if member is None or not len(scores):
+        return scores
+    texts2 = [""] * len(texts) if texts2 is None else texts2
+    last = [str(b or a or "") for a, b in zip(texts, texts2)]
+    cut = model.threshold if threshold is None else threshold
+    return np.where(member.flag(last), np.maximum(scores, cut), scores)
 
 
 def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detector | Ensemble | TaskEnsemble:
@@ -449,10 +467,12 @@ def load(path: str | Path, threads: int = 1, check_model: bool = True) -> Detect
     if cfg.get("kind") == "task_ensemble":
         model = TaskEnsemble(feats, tensors, cfg["task_thresholds"], meta, threads)
         model.threshold = float(cfg["threshold"])
-        return model
-    if cfg.get("kind") == "ensemble":
-        return Ensemble(feats, tensors, cfg["threshold"], meta, threads)
-    return Detector(feats, tensors["coef"], float(tensors["intercept"][0]), cfg["threshold"], meta, threads)
+    elif cfg.get("kind") == "ensemble":
+        model = Ensemble(feats, tensors, cfg["threshold"], meta, threads)
+    else:
+        model = Detector(feats, tensors["coef"], float(tensors["intercept"][0]), cfg["threshold"], meta, threads)
+    model.offensive = offensive.load(path)  # None when the detector was trained without it
+    return model
 
 
 # --------------------------------------------------------------------------- training
