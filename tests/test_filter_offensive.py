@@ -80,7 +80,7 @@ def test_filter_removes_an_offensive_reply_as_toxic_and_keeps_the_scores(tmp_pat
 
 def test_judge_reason_is_toxic_only_from_the_members_cut(member_dir):
     judge = flt.Judge(det.load(member_dir))
-    rows = judge.score([BENIGN[0], BENIGN[0]], [GOOD[0], RUDE[0]])
+    rows = judge.score([BENIGN[3], BENIGN[3]], [GOOD[3], RUDE[0]])
     assert [judge.reason(r) for r in rows] == [None, "toxic"]
     assert rows[0]["offensive"] < 0.5 <= rows[1]["offensive"]
 
@@ -109,3 +109,15 @@ def test_stage_saves_the_member_and_reports_what_it_adds(tmp_path):
     assert model.offensive is not None
     assert model.flag(["What is the opposite of cold?"], [RUDE[1]]).all()
     assert np.isclose(model.offensive.threshold, 0.5)
+
+
+def test_one_word_answers_are_left_to_the_detector(member_dir):
+    """"dirty" (the opposite of clean) scores high on its own: one word decides an l2-normalised row."""
+    member = offensive.load(member_dir)
+    texts = ["dirty", "white white", "Stay away from me, you dirty idiot."]
+    p, judged = member.scores(texts)
+    assert p[0] >= member.threshold and p[1] >= member.threshold
+    assert judged.tolist() == [False, False, True]
+    assert member.flag(texts).tolist() == [False, False, True]
+    rows = flt.Judge(det.load(member_dir)).score(["What is the opposite of clean?"] * 2, ["dirty", texts[2]])
+    assert "offensive" not in rows[0] and rows[1]["offensive"] >= 0.5

@@ -239,6 +239,9 @@ class DetectorConfig:
                          "is flagged toxic, whatever the detector says; it never removes a flag.")
     offensive_threshold: float = _f(0.5, "P(offensive) from which the member flags a text (0.5: the package's own "
                                     "decision boundary).", exclusiveMinimum=0, exclusiveMaximum=1)
+    offensive_min_words: int = _f(2, "The member judges only texts with at least this many distinct words of its "
+                                  "vocabulary: in a one-word answer (\"dirty\", the opposite of clean) that word "
+                                  "alone decides.", **POSITIVE)
     threads: int = _f(1, "torch CPU threads for embedding.", **POSITIVE)
 
 

@@ -184,7 +184,7 @@ def main(argv=None) -> None:
     if cfg.offensive:
         from .filter import offensive
 
-        offensive.export(args.out, cfg.offensive_threshold)
+        offensive.export(args.out, cfg.offensive_threshold, cfg.offensive_min_words)
         model.offensive = offensive.load(args.out)
         report["offensive"] = model.offensive.meta
     report["test"], alone = {}, {}

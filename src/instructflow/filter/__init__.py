@@ -76,9 +76,11 @@ class Judge:
         member = getattr(self.det, "offensive", None)
         if member is not None and rows:
             uniq = sorted(set(replies))
-            table = dict(zip(uniq, member.score(uniq)))
+            table = dict(zip(uniq, zip(*member.scores(uniq))))
             for row, reply in zip(rows, replies):
-                row["offensive"] = round(float(table[reply]), 4)
+                p, judged = table[reply]
+                if judged:  # too few words: the member does not judge it (offensive.py)
+                    row["offensive"] = round(float(p), 4)
         return rows
 
     def _score(self, prompts: list[str], replies: list[str]) -> list[dict]:

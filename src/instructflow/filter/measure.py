@@ -2,7 +2,7 @@
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
         [--candidates reference,reference-benign1,ensemble,tfidf-ensemble] [--target-precision 0.75] [--cache FILE.npz]
-        [--source-weight-power 0.5] [--prompt-sets]
+        [--source-weight-power 0.5] [--prompt-sets] [--offensive]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
 toxicchat train, hate-offensive train part, benign answers: CoCoNot chosen,
@@ -19,6 +19,11 @@ by a hash of the prompt, so the same prompt never straddles train and test.
 `reference` is the baseline of issue 5: TF-IDF (word 1-2 grams) + logistic
 regression on prompt and reply joined, flagging at P >= 0.5.
 
+`--offensive` scores each fitted candidate a second time with the offensive-language
+member folded in (`NAME+offensive`): alt-profanity-check's model, trained on real
+comments this project never saw. It was trained on Jigsaw's and Davidson's
+(hate-offensive) comments, so on those two sets its figures are not held-out ones.
+
 This reads the shared files directly (through `labelled.PRESETS`) to compare
 models; the pipeline's own detector stage reads ingest `labelled` sources.
 Timing goes to stdout, never into the output file.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -235,17 +241,20 @@ def evaluate(model, sets: dict, benign_flag) -> dict:
             if s["role"] == "benign":
                 flagged = benign_flag(model, s["texts"], s["texts2"])
                 out[name] = {"n": len(s["texts"]), "flagged_fraction": round(float(np.mean(flagged)), 4)}
-            elif isinstance(model, det.TaskEnsemble):  # its threshold for this set's task
+                continue
+            if isinstance(model, det.TaskEnsemble):  # its threshold for this set's task
                 task = det.task_of("", TASKS[name.split("/")[0]])
-                out[name] = det.metrics(model.score(s["texts"], t2, task=task), s["labels"], model.threshold)
+                scores = model.score(s["texts"], t2, task=task)
             else:
-                out[name] = det.metrics(model.score(s["texts"], t2), s["labels"], model.threshold)
+                scores = model.score(s["texts"], t2)
+            # the offensive-language member, where the candidate has one (`--offensive`)
+            out[name] = det.metrics(det.with_offensive(model, scores, s["texts"], t2), s["labels"], model.threshold)
     return out
 
 
 def pair_flag(model, prompts, replies):
     """A benign answered instruction is flagged when the detector calls the exchange unsafe."""
-    return model.score(prompts, replies) >= model.threshold
+    return det.with_offensive(model, model.score(prompts, replies), prompts, replies) >= model.threshold
 
 
 def main(argv=None) -> None:
@@ -266,6 +275,10 @@ def main(argv=None) -> None:
     ap.add_argument("--prompt-sets", action=argparse.BooleanOptionalAction, default=False,
                     help="also train on harmful and harmless requests without answers (PROMPT_SETS); measured "
                          "in docs/filter.md: better on Aegis and CoCoNot, worse on ToxicChat and comments")
+    ap.add_argument("--offensive", action=argparse.BooleanOptionalAction, default=False,
+                    help="also score every candidate but the reference with the offensive-language member "
+                         "(alt-profanity-check, filter/offensive.py) folded in, as the detector stage does by "
+                         "default: `NAME+offensive` beside `NAME`")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args(argv)
 
@@ -310,14 +323,24 @@ def main(argv=None) -> None:
                 val_scores = model.score(val_rows["texts"], val_rows["texts2"])
                 model.threshold = det.choose_threshold(val_scores, val_rows["labels"], args.target_precision)
             cache.save()
-        res = evaluate(model, sets, pair_flag)
-        res["threshold"] = round(float(model.threshold), 4)
-        if isinstance(model, det.TaskEnsemble):
-            res["task_thresholds"] = {k: round(v, 4) for k, v in model.thresholds.items()}
-        results["candidates"][name] = res
+        variants = [(name, None)]
+        if args.offensive and name not in ("reference", "reference-benign1"):
+            # the same fitted candidate again with the member folded in: side by side, one fit
+            from . import offensive
+
+            with tempfile.TemporaryDirectory() as tmp:
+                offensive.export(tmp)
+                variants.append((name + "+offensive", offensive.load(tmp)))
+        for label, member in variants:
+            model.offensive = member
+            res = evaluate(model, sets, pair_flag)
+            res["threshold"] = round(float(model.threshold), 4)
+            if isinstance(model, det.TaskEnsemble):
+                res["task_thresholds"] = {k: round(v, 4) for k, v in model.thresholds.items()}
+            results["candidates"][label] = res
+            print(table({label: res}), flush=True)
         cache.save()
         print(f"measure: {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
-        print(table({name: res}), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(table(results["candidates"]))

@@ -9,6 +9,11 @@ built-in corpus's labels). Measured in docs/filter.md: alone it finds insults an
 slurs at high precision and little else, so it is a member that can only add flags
 (a reply it calls offensive is toxic), never the detector.
 
+It judges only texts with at least `min_words` (2) distinct words of its vocabulary.
+Its TF-IDF rows are l2-normalised, so in a one-word reply that word alone decides,
+and an answer like "dirty" (the opposite of clean), "wet" or "truck" scored 0.53-0.88
+on the built-in corpus: the model learnt comments, not one-word answers.
+
 The package keeps its model as joblib pickles. `export` loads them once, in the
 detector stage, only after their sha256 matches the pinned release (1.9.1): they are
 the registry package's own data, hash-checked, not a user file. It writes the
@@ -66,7 +71,7 @@ def package_files() -> dict[str, Path]:
     return files
 
 
-def export(out: str | Path, threshold: float = 0.5) -> dict:
+def export(out: str | Path, threshold: float = 0.5, min_words: int = 2) -> dict:
     """Write the package's model into `out` as offensive.json + offensive.safetensors; returns its config."""
     import joblib  # the package's own loader; its files were hash-checked just before
     from safetensors.numpy import save_file
@@ -92,7 +97,7 @@ def export(out: str | Path, threshold: float = 0.5) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS))
     cfg = {"package": PACKAGE, "version": VERSION, "files": dict(PINNED), "threshold": float(threshold),
-           "vectorizer": VECTORIZER, "terms": terms}
+           "min_words": int(min_words), "vectorizer": VECTORIZER, "terms": terms}
     (out / CONFIG).write_text(json.dumps(cfg, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     return cfg
 
@@ -108,17 +113,24 @@ class Offensive:
         self.vec.idf_ = tensors["idf"]
         self.coef, self.intercept = tensors["coef"], tensors["intercept"]
         self.a, self.b = tensors["calib_a"], tensors["calib_b"]
-        self.threshold = float(cfg["threshold"])
-        self.meta = {k: cfg[k] for k in ("package", "version", "files", "threshold")}
+        self.threshold, self.min_words = float(cfg["threshold"]), int(cfg["min_words"])
+        self.meta = {k: cfg[k] for k in ("package", "version", "files", "threshold", "min_words")}
+
+    def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(P(offensive), whether the text is judged at all) per text: judged are texts with at least
+        `min_words` distinct words of the model's vocabulary (stop words aside)."""
+        if not len(texts):
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        x = self.vec.transform([str(t) for t in texts])
+        d = np.asarray(x @ self.coef.T) + self.intercept
+        return (1.0 / (1.0 + np.exp(d * self.a + self.b))).mean(axis=1), x.getnnz(axis=1) >= self.min_words
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
-        if not len(texts):
-            return np.zeros(0)
-        d = np.asarray(self.vec.transform([str(t) for t in texts]) @ self.coef.T) + self.intercept
-        return (1.0 / (1.0 + np.exp(d * self.a + self.b))).mean(axis=1)
+        return self.scores(texts)[0]
 
     def flag(self, texts: Sequence[str]) -> np.ndarray:
-        return self.score(texts) >= self.threshold
+        p, judged = self.scores(texts)
+        return judged & (p >= self.threshold)
 
 
 def load(folder: str | Path) -> Offensive | None:
