@@ -21,7 +21,10 @@ EVAL_SUITES = [s["path"] for s in config["evaluate"]["suites"]]
 USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
 # Output goes to the log and to the terminal, so a failing stage shows its message
 # (file, record, rule) right in `dvc repro`; the shell runs with pipefail.
-STAGE = "python -m instructflow.{} 2>&1 | tee {{log}}"
+# src/ leads PYTHONPATH: a `--use-conda` environment has the dependencies but not the
+# project itself (locally the .venv has both, and src/ is what it installed, editable).
+# (Braces doubled twice: once for .format below, once for Snakemake; the shell runs with -u.)
+STAGE = "PYTHONPATH=src${{{{PYTHONPATH:+:$PYTHONPATH}}}} python -m instructflow.{} 2>&1 | tee {{log}}"
 # For `--use-conda` (e.g. on cluster nodes); locally the project's .venv is used.
 ENV = "profiles/envs/instructflow.yaml"
 # Training rules on GPU nodes get a CUDA torch: profiles/slurm sets `train_env`.
