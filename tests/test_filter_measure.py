@@ -58,3 +58,50 @@ def test_prompt_sets_are_off_by_default_but_their_test_set_is_scored():
     fit, _ = measure.training_rows(with_prompts)
     assert {"catqa", "coconot_pref_prompts"} <= set(fit["sources"])
     assert all(t == "prompt" for s, t in zip(fit["sources"], fit["tasks"]) if s == "aart")
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+def test_paired_bootstrap_same_predictions_differ_by_nothing():
+    rng = np.random.default_rng(0)
+    y, p = rng.random(200) < 0.5, rng.random(200) < 0.5
+    d = measure.paired_bootstrap(y, p, p, n=200, seed=1)
+    assert d == {"f1_diff": 0.0, "ci95": [0.0, 0.0], "clearly": False}
+
+
+def test_paired_bootstrap_finds_a_real_gap_and_not_a_one_row_one():
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.5
+    good = np.where(rng.random(400) < 0.9, y, ~y)  # right on 90 % of rows
+    poor = np.where(rng.random(400) < 0.6, y, ~y)  # right on 60 %
+    d = measure.paired_bootstrap(y, good, poor, n=500, seed=1)
+    assert d["clearly"] and d["ci95"][0] > 0.15 and d["ci95"][0] < d["f1_diff"] < d["ci95"][1]
+    # one more true positive out of 400 rows: a real but tiny gain that resampling cannot tell from chance
+    nudged = good.copy()
+    nudged[np.flatnonzero(y & ~good)[0]] = True
+    e = measure.paired_bootstrap(y, nudged, good, n=500, seed=1)
+    assert 0 < e["f1_diff"] < 0.01 and not e["clearly"] and e["ci95"][0] <= 0 <= e["ci95"][1]
+    # the same seed, the same interval
+    assert measure.paired_bootstrap(y, good, poor, n=500, seed=1) == d
+
+
+def test_paired_bootstrap_on_benign_rows_compares_flagged_shares():
+    y = np.zeros(1000, dtype=bool)
+    few = np.zeros(1000, dtype=bool)
+    few[:5] = True            # 0.5 % flagged
+    many = np.zeros(1000, dtype=bool)
+    many[:120] = True         # 12 %
+    d = measure.paired_bootstrap(y, few, many, n=300, seed=2)
+    assert d["flagged_diff"] == -0.115 and d["clearly"] and d["ci95"][1] < 0
+    assert not measure.paired_bootstrap(y, many, few, n=300, seed=2)["clearly"]
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        measure.paired_bootstrap(y, few[:10], many)
+
+
+def test_versus_table_bolds_only_clear_wins():
+    vs = {"resamples": 10, "cand": {"a": {"f1_diff": 0.1, "ci95": [0.05, 0.15], "clearly": True},
+                                    "b": {"f1_diff": -0.01, "ci95": [-0.05, 0.03], "clearly": False},
+                                    "benign": {"flagged_diff": -0.11, "ci95": [-0.13, -0.09], "clearly": True}}}
+    lines = measure.versus_table(vs).splitlines()
+    assert lines[2] == "| a | **+0.10 [+0.05, +0.15]** |"
+    assert lines[3] == "| b | -0.01 [-0.05, +0.03] |"
+    assert lines[4] == "| benign | **-11.0% [-13.0%, -9.0%]** |"

@@ -2,7 +2,7 @@
 
     python -m instructflow.filter.measure [--shared ../shared/data] [--out reports/detector/shared.json]
         [--candidates reference,reference-benign1,ensemble,tfidf-ensemble] [--target-precision 0.75] [--cache FILE.npz]
-        [--source-weight-power 0.5] [--prompt-sets] [--offensive]
+        [--source-weight-power 0.5] [--prompt-sets] [--offensive] [--bootstrap 1000]
 
 Trains every candidate on the same rows (beavertails train part, diasafety train,
 toxicchat train, hate-offensive train part, benign answers: CoCoNot chosen,
@@ -23,6 +23,12 @@ regression on prompt and reply joined, flagging at P >= 0.5.
 member folded in (`NAME+offensive`): alt-profanity-check's model, trained on real
 comments this project never saw. It was trained on Jigsaw's and Davidson's
 (hate-offensive) comments, so on those two sets its figures are not held-out ones.
+
+`--bootstrap N` (default 1000) compares every candidate with `reference` on the same rows:
+the F1 difference per test set (flagged-share difference per benign set) with a 95 %
+paired-bootstrap interval, resampling rows N times with a fixed seed. A set is beaten
+`clearly` only when the whole interval is above 0: on a test part of a few hundred rows
+(BeaverTails: 340) a difference of 0.01-0.03 F1 is within what resampling moves.
 
 This reads the shared files directly (through `labelled.PRESETS`) to compare
 models; the pipeline's own detector stage reads ingest `labelled` sources.
@@ -233,14 +239,18 @@ class EmbeddingCache(dict):
         tmp.replace(self.path)
 
 
-def evaluate(model, sets: dict, benign_flag) -> dict:
+def evaluate(model, sets: dict, benign_flag, keep: dict | None = None) -> dict:
+    """Each test set's metrics and each benign set's flagged share; with `keep`, every set's
+    per-row flags go there too ({set: bool array}), for paired_bootstrap."""
     out = {}
     for name, s in sets.items():
         if s["role"] in ("test", "benign"):
             t2 = s["texts2"] if any(s["texts2"]) else None
             if s["role"] == "benign":
-                flagged = benign_flag(model, s["texts"], s["texts2"])
+                flagged = np.asarray(benign_flag(model, s["texts"], s["texts2"]), dtype=bool)
                 out[name] = {"n": len(s["texts"]), "flagged_fraction": round(float(np.mean(flagged)), 4)}
+                if keep is not None:
+                    keep[name] = flagged
                 continue
             if isinstance(model, det.TaskEnsemble):  # its threshold for this set's task
                 task = det.task_of("", TASKS[name.split("/")[0]])
@@ -248,8 +258,41 @@ def evaluate(model, sets: dict, benign_flag) -> dict:
             else:
                 scores = model.score(s["texts"], t2)
             # the offensive-language member, where the candidate has one (`--offensive`)
-            out[name] = det.metrics(det.with_offensive(model, scores, s["texts"], t2), s["labels"], model.threshold)
+            scores = det.with_offensive(model, scores, s["texts"], t2)
+            out[name] = det.metrics(scores, s["labels"], model.threshold)
+            if keep is not None:
+                keep[name] = np.asarray(scores) >= model.threshold
     return out
+
+
+def _f1(tp, fp, fn):
+    return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+
+
+def paired_bootstrap(labels, pred_a, pred_b, n: int = 1000, seed: int = 0) -> dict:
+    """F1(a) - F1(b) on the same rows, with a 95 % interval from `n` paired resamples of the rows
+    (all labels 0, a benign set: the difference in flagged share instead). `clearly` is true when
+    the interval lies wholly above 0 (a better F1; for a benign set, below 0: fewer flags)."""
+    y = np.asarray(labels, dtype=bool)
+    a, b = np.asarray(pred_a, dtype=bool), np.asarray(pred_b, dtype=bool)
+    if not (len(y) == len(a) == len(b)) or not len(y):
+        raise ValueError(f"paired_bootstrap needs equal, non-empty rows; got {len(y)}, {len(a)}, {len(b)}")
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(n, len(y)))
+    yy, aa, bb = y[idx], a[idx], b[idx]
+    if not y.any():  # benign: lower is better
+        diff = aa.mean(axis=1) - bb.mean(axis=1)
+        point = float(a.mean() - b.mean())
+        lo, hi = np.percentile(diff, [2.5, 97.5])
+        return {"flagged_diff": round(point, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+                "clearly": bool(hi < 0)}
+
+    def f1(p, t):
+        return _f1((p & t).sum(axis=-1), (p & ~t).sum(axis=-1), (~p & t).sum(axis=-1))
+
+    diff = f1(aa, yy) - f1(bb, yy)
+    point = float(f1(a, y) - f1(b, y))
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    return {"f1_diff": round(point, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "clearly": bool(lo > 0)}
 
 
 def pair_flag(model, prompts, replies):
@@ -279,6 +322,8 @@ def main(argv=None) -> None:
                     help="also score every candidate but the reference with the offensive-language member "
                          "(alt-profanity-check, filter/offensive.py) folded in, as the detector stage does by "
                          "default: `NAME+offensive` beside `NAME`")
+    ap.add_argument("--bootstrap", type=int, default=1000,
+                    help="paired-bootstrap resamples for each candidate's difference to `reference` (0 = none)")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args(argv)
 
@@ -290,6 +335,7 @@ def main(argv=None) -> None:
     print(f"measure: {len(fit_rows['labels'])} training rows ({sum(fit_rows['labels'])} unsafe), "
           f"{len(val_rows['labels'])} validation rows", flush=True)
     cache = EmbeddingCache(Path(args.cache) if args.cache else None)
+    flags: dict[str, dict] = {}  # candidate -> {set: per-row flags}, for the paired bootstrap
     results = {"train_sets": sorted(n for n, s in sets.items() if s["role"] == "train"),
                "fit_rows": len(fit_rows["labels"]), "validation_rows": len(val_rows["labels"]), "candidates": {}}
     for name in args.candidates.split(","):
@@ -333,7 +379,7 @@ def main(argv=None) -> None:
                 variants.append((name + "+offensive", offensive.load(tmp)))
         for label, member in variants:
             model.offensive = member
-            res = evaluate(model, sets, pair_flag)
+            res = evaluate(model, sets, pair_flag, keep=flags.setdefault(label, {}))
             res["threshold"] = round(float(model.threshold), 4)
             if isinstance(model, det.TaskEnsemble):
                 res["task_thresholds"] = {k: round(v, 4) for k, v in model.thresholds.items()}
@@ -341,9 +387,17 @@ def main(argv=None) -> None:
             print(table({label: res}), flush=True)
         cache.save()
         print(f"measure: {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    if args.bootstrap and "reference" in flags:
+        ref = flags["reference"]
+        results["vs_reference"] = {
+            "resamples": args.bootstrap,
+            **{c: {name: paired_bootstrap(sets[name]["labels"], f[name], ref[name], args.bootstrap, args.seed)
+                   for name in f} for c, f in flags.items() if c != "reference"}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(table(results["candidates"]))
+    if "vs_reference" in results:
+        print(versus_table(results["vs_reference"]))
 
 
 def table(cands: dict) -> str:
@@ -361,6 +415,23 @@ def table(cands: dict) -> str:
     lines.append("| threshold | " + " | ".join(
         " / ".join(f"{k} {v:.3f}" for k, v in cands[n]["task_thresholds"].items()) if "task_thresholds" in cands[n]
         else f"{cands[n]['threshold']:.3f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def versus_table(vs: dict) -> str:
+    """A Markdown table: each candidate's difference to the reference per set, with its 95 % interval;
+    bold where the interval excludes 0 in the candidate's favour."""
+    names = [k for k in vs if k != "resamples"]
+    sets = list(next(iter(vs[n] for n in names))) if names else []
+    lines = ["| set (vs reference) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for s in sets:
+        cells = []
+        for n in names:
+            d = vs[n][s]
+            key, fmt = ("f1_diff", "{:+.2f}") if "f1_diff" in d else ("flagged_diff", "{:+.1%}")
+            cell = f"{fmt.format(d[key])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
+            cells.append(f"**{cell}**" if d["clearly"] else cell)
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
