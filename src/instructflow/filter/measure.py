@@ -265,10 +265,6 @@ def evaluate(model, sets: dict, benign_flag, keep: dict | None = None) -> dict:
     return out
 
 
-def _f1(tp, fp, fn):
-    return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-
-
 def paired_bootstrap(labels, pred_a, pred_b, n: int = 1000, seed: int = 0) -> dict:
     """F1(a) - F1(b) on the same rows, with a 95 % interval from `n` paired resamples of the rows
     (all labels 0, a benign set: the difference in flagged share instead). `clearly` is true when
@@ -286,8 +282,9 @@ def paired_bootstrap(labels, pred_a, pred_b, n: int = 1000, seed: int = 0) -> di
         return {"flagged_diff": round(point, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
                 "clearly": bool(hi < 0)}
 
-    def f1(p, t):
-        return _f1((p & t).sum(axis=-1), (p & ~t).sum(axis=-1), (~p & t).sum(axis=-1))
+    def f1(p, t):  # along the last axis; 0 where nothing is flagged or positive (then tp is 0 too)
+        tp = (p & t).sum(axis=-1)
+        return 2 * tp / np.maximum(p.sum(axis=-1) + t.sum(axis=-1), 1)  # 2tp / (2tp + fp + fn)
 
     diff = f1(aa, yy) - f1(bb, yy)
     point = float(f1(a, y) - f1(b, y))
