@@ -1,5 +1,12 @@
 """Exact and near-duplicate detection (MinHash LSH) and n-gram decontamination."""
 
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
 from instructflow.filter import decontam, dedup
 
 LONG = ("The quick brown fox jumps over the lazy dog near the river bank while the farmer watches from "
@@ -32,6 +39,59 @@ def test_templated_short_texts_with_different_content_are_not_near_duplicates():
 def test_near_dedup_can_be_switched_off():
     d = dedup.Deduper(near=False)
     assert d.check(["a", "b"], [LONG, LONG.replace("strong", "hot")]) == [None, None]
+
+
+def _brute_force(keys, exact, digests, bands, threshold):
+    """The dedup rule row by row, without an index: an exact repeat of any earlier row; else the
+    first earlier kept row that shares an LSH band key and agrees on >= threshold of the digests."""
+    seen, kept, out = {}, [], []
+    for i, key in enumerate(keys):
+        if exact[i] in seen:
+            out.append(("exact", seen[exact[i]]))
+            continue
+        seen[exact[i]] = key
+        near = next((keys[j] for j in kept if set(bands[j].tolist()) & set(bands[i].tolist())
+                     and np.mean(digests[j] == digests[i]) >= threshold), None)
+        out.append(None if near is None else ("near", near))
+        if near is None:
+            kept.append(i)
+    return out
+
+
+@pytest.mark.parametrize("batch", [7, 60, 1000])
+def test_deduper_index_decides_like_a_row_by_row_check(batch):
+    """The numpy index (sorted runs, per-batch screening) against the rule itself, on texts built
+    from a few hundred templates with words swapped, so near copies fall in the same batch, in earlier
+    batches and across many merged runs; rows skipped (as the filter skips removed ones) never enter."""
+    rng = random.Random(batch)
+    words = [f"w{i}" for i in range(120)]
+    base = [rng.choices(words, k=rng.randint(4, 30)) for _ in range(150)]
+    texts = []
+    for _ in range(1500):
+        t = list(rng.choice(base)) if rng.random() < 0.7 else rng.choices(words, k=rng.randint(4, 30))
+        for _ in range(rng.randint(0, 2)):
+            t[rng.randrange(len(t))] = rng.choice(words)
+        texts.append(" ".join(t))
+    d = dedup.Deduper(threshold=0.6, num_bands=32, shingle=2, seed=5)
+    got, all_sig = [], []
+    for start in range(0, len(texts), batch):
+        chunk = texts[start:start + batch]
+        exact, digests, bands = d.signatures([dedup.normalize(t) for t in chunk])
+        for i in range(len(chunk)):
+            if (start + i) % 9 == 4:
+                continue
+            got.append(d.check_signed([f"r{start + i}"], exact, digests, bands, rows=[i])[0])
+            all_sig.append((f"r{start + i}", exact[i], digests[i], bands[i]))
+    keys, exact, digests, bands = zip(*all_sig)
+    want = _brute_force(keys, exact, np.array(digests), np.array(bands), 0.6)
+    assert got == want
+    kinds = Counter(x[0] for x in got if x)
+    assert kinds["near"] > 100 and kinds["exact"] > 10     # the case is not trivial
+    kept = sum(x is None for x in got)
+    # 12 bytes per band key (key + slot) and 4 per digest value, for every kept row but the last
+    # batch's (they join the index when the next batch arrives)
+    assert len(d) == kept and (kept - batch) * (32 * 12 + 128 * 4) <= d.nbytes() <= kept * (32 * 12 + 128 * 4)
+    assert len(d._runs) <= 1 + math.ceil(math.log2(len(texts) / batch + 1))  # merged as a binary counter
 
 
 def test_decontam_ngram_overlap_and_short_prompts():
