@@ -93,26 +93,40 @@ class Featurizer:
         self.cache: dict[str, np.ndarray] | None = None  # optional text -> embedding memo (measurements)
 
     # ---- hashing
+    def _word_counter(self, norm):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        return HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=self.feats.n_features,
+                                 alternate_sign=False, lowercase=True, norm=norm, token_pattern=r"(?u)\b\w+\b",
+                                 dtype=np.float32)
+
+    def _word_counts(self, texts: Sequence[str], counter):
+        """Hashed word 1-2 gram counts: `ngrams` computes scikit-learn's own features in numpy (2-3x
+        faster); `counter` (the HashingVectorizer they equal) takes the texts numpy cannot."""
+        from . import ngrams
+
+        return ngrams.hashed_counts(texts, self.feats.n_features, counter.transform)
+
     def _hash(self, texts: Sequence[str]):
         from scipy import sparse
         from sklearn.feature_extraction.text import HashingVectorizer
+        from sklearn.preprocessing import normalize
 
         if self._hashers is None:
             n = self.feats.n_features
-            self._hashers = [
-                HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=n, alternate_sign=False,
-                                  lowercase=True, norm="l2", token_pattern=r"(?u)\b\w+\b", dtype=np.float32),
-            ]
+            self._hashers = [self._word_counter(None)]
             if self.feats.char_ngrams:
                 self._hashers.insert(0, HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n,
                                                           alternate_sign=False, lowercase=True, norm="l2",
                                                           dtype=np.float32))
+        # l2-normalised as HashingVectorizer(norm="l2") does it, after counting
+        words = normalize(self._word_counts(texts, self._hashers[-1]), norm="l2", copy=False)
         if len(self._hashers) == 1:
-            return self._hashers[0].transform(texts).tocsr()
-        return sparse.hstack([h.transform(texts) for h in self._hashers], format="csr")
+            return words
+        return sparse.hstack([self._hashers[0].transform(texts), words], format="csr")
 
     def _joined_counts(self, texts: Sequence[str], texts2: Sequence[str]):
-        """Raw counts of word 1-2 and char 2-5 grams of "prompt\\nreply" joined into one text.
+        """Raw counts of word 1-2 and char 2-5 grams of "prompt\nreply" joined into one text.
 
         One bag for the whole exchange (as issue 5's TF-IDF reference does) ranks harmful answers
         better than the per-block features alone; sublinear tf and idf are applied by the caller."""
@@ -122,12 +136,12 @@ class Featurizer:
         if getattr(self, "_counters", None) is None:
             n = self.feats.n_features
             self._counters = [
-                HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=n, alternate_sign=False,
-                                  lowercase=True, norm=None, token_pattern=r"(?u)\b\w+\b", dtype=np.float32),
+                self._word_counter(None),
                 HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n, alternate_sign=False,
                                   lowercase=True, norm=None, dtype=np.float32)]
         joined = [a + ("\n" + b if b else "") for a, b in zip(texts, texts2)]
-        x = sparse.hstack([h.transform(joined) for h in self._counters], format="csr")
+        x = sparse.hstack([self._word_counts(joined, self._counters[0]), self._counters[1].transform(joined)],
+                          format="csr")
         x.data = 1.0 + np.log(x.data)  # sublinear tf
         return x
 

@@ -106,22 +106,44 @@ class Offensive:
     """P(offensive) of texts, as the package's `predict_prob` gives it (tested equal)."""
 
     def __init__(self, cfg: dict, tensors: dict[str, np.ndarray]):
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.feature_extraction.text import CountVectorizer
 
-        v = dict(cfg["vectorizer"], ngram_range=tuple(cfg["vectorizer"]["ngram_range"]))
-        self.vec = TfidfVectorizer(vocabulary={t: i for i, t in enumerate(cfg["terms"])}, **v)
-        self.vec.idf_ = tensors["idf"]
+        from . import ngrams
+
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        if cfg["vectorizer"] != VECTORIZER:
+            raise OffensiveError(f"offensive member: vectorizer {cfg['vectorizer']} is not {VECTORIZER}")
+        # Words (runs of 2+ word characters) counted by `ngrams` in numpy; this counter, TfidfVectorizer's
+        # own first step, takes the texts numpy cannot (non-ASCII words). Stop words need no numpy twin:
+        # fitting left none in the vocabulary (checked).
+        if not ENGLISH_STOP_WORDS.isdisjoint(cfg["terms"]):
+            raise OffensiveError("offensive member: its vocabulary holds stop words")
+        v = {k: x for k, x in VECTORIZER.items() if k in ("lowercase", "stop_words", "token_pattern", "analyzer")}
+        self.counter = CountVectorizer(vocabulary={t: i for i, t in enumerate(cfg["terms"])}, dtype=np.float64, **v)
+        self.vocab = ngrams.Vocabulary(cfg["terms"])
+        self.idf = tensors["idf"]
         self.coef, self.intercept = tensors["coef"], tensors["intercept"]
         self.a, self.b = tensors["calib_a"], tensors["calib_b"]
         self.threshold, self.min_words = float(cfg["threshold"]), int(cfg["min_words"])
         self.meta = {k: cfg[k] for k in ("package", "version", "files", "threshold", "min_words")}
+
+    def tfidf(self, texts: Sequence[str]):
+        """The package's TF-IDF rows: counts times idf, l2-normalised (TfidfVectorizer.transform's steps)."""
+        from sklearn.preprocessing import normalize
+
+        from . import ngrams
+
+        x = ngrams.vocab_counts([str(t) for t in texts], self.vocab, self.counter.transform, min_len=2)
+        x.data *= self.idf[x.indices]
+        return normalize(x, norm="l2", copy=False)
 
     def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(P(offensive), whether the text is judged at all) per text: judged are texts with at least
         `min_words` distinct words of the model's vocabulary (stop words aside)."""
         if not len(texts):
             return np.zeros(0), np.zeros(0, dtype=bool)
-        x = self.vec.transform([str(t) for t in texts])
+        x = self.tfidf(texts)
         d = np.asarray(x @ self.coef.T) + self.intercept
         return (1.0 / (1.0 + np.exp(d * self.a + self.b))).mean(axis=1), x.getnnz(axis=1) >= self.min_words
 
