@@ -92,6 +92,7 @@ def test_deduper_index_decides_like_a_row_by_row_check(batch):
     # batch's (they join the index when the next batch arrives)
     assert len(d) == kept and (kept - batch) * (32 * 12 + 128 * 4) <= d.nbytes() <= kept * (32 * 12 + 128 * 4)
     assert len(d._runs) <= 1 + math.ceil(math.log2(len(texts) / batch + 1))  # merged as a binary counter
+    assert d.check([], []) == [] and len(d) == kept   # an empty batch has no signatures: nothing to screen
 
 
 def test_decontam_ngram_overlap_and_short_prompts():

@@ -206,7 +206,7 @@ class Deduper:
         signatures are screened the first time they are seen (the same arrays may come back row by row)."""
         rows = range(len(keys)) if rows is None else rows
         result: list[tuple[str, str] | None] = [None] * len(keys)
-        if self.near and bands is not self._batch:
+        if self.near and bands is not None and bands is not self._batch:
             self._screen(bands, digests)
         for i, r in enumerate(rows):
             h = exact[r]
