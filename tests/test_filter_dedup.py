@@ -90,7 +90,8 @@ def test_deduper_index_decides_like_a_row_by_row_check(batch):
     kept = sum(x is None for x in got)
     # 12 bytes per band key (key + slot) and 4 per digest value, for every kept row but the last
     # batch's (they join the index when the next batch arrives)
-    assert len(d) == kept and (kept - batch) * (32 * 12 + 128 * 4) <= d.nbytes() <= kept * (32 * 12 + 128 * 4)
+    per_row = 32 * 12 + 128 * 4
+    assert len(d) == kept and (kept - batch) * per_row <= d.nbytes() <= kept * per_row
     assert len(d._runs) <= 1 + math.ceil(math.log2(len(texts) / batch + 1))  # merged as a binary counter
     assert d.check([], []) == [] and len(d) == kept   # an empty batch has no signatures: nothing to screen
 

@@ -93,11 +93,12 @@ class Featurizer:
         self.cache: dict[str, np.ndarray] | None = None  # optional text -> embedding memo (measurements)
 
     # ---- hashing
-    def _word_counter(self, norm):
+    def _word_counter(self):
+        """Hashed word 1-2 gram counts (normalised by the caller)."""
         from sklearn.feature_extraction.text import HashingVectorizer
 
         return HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=self.feats.n_features,
-                                 alternate_sign=False, lowercase=True, norm=norm, token_pattern=r"(?u)\b\w+\b",
+                                 alternate_sign=False, lowercase=True, norm=None, token_pattern=r"(?u)\b\w+\b",
                                  dtype=np.float32)
 
     def _word_counts(self, texts: Sequence[str], counter):
@@ -114,7 +115,7 @@ class Featurizer:
 
         if self._hashers is None:
             n = self.feats.n_features
-            self._hashers = [self._word_counter(None)]
+            self._hashers = [self._word_counter()]
             if self.feats.char_ngrams:
                 self._hashers.insert(0, HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n,
                                                           alternate_sign=False, lowercase=True, norm="l2",
@@ -126,7 +127,7 @@ class Featurizer:
         return sparse.hstack([self._hashers[0].transform(texts), words], format="csr")
 
     def _joined_counts(self, texts: Sequence[str], texts2: Sequence[str]):
-        """Raw counts of word 1-2 and char 2-5 grams of "prompt\nreply" joined into one text.
+        """Raw counts of word 1-2 and char 2-5 grams of "prompt\\nreply" joined into one text.
 
         One bag for the whole exchange (as issue 5's TF-IDF reference does) ranks harmful answers
         better than the per-block features alone; sublinear tf and idf are applied by the caller."""
@@ -136,7 +137,7 @@ class Featurizer:
         if getattr(self, "_counters", None) is None:
             n = self.feats.n_features
             self._counters = [
-                self._word_counter(None),
+                self._word_counter(),
                 HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n, alternate_sign=False,
                                   lowercase=True, norm=None, dtype=np.float32)]
         joined = [a + ("\n" + b if b else "") for a, b in zip(texts, texts2)]

@@ -12,9 +12,11 @@ come out of a few numpy passes over all of a batch's bytes:
 
 `hashed_counts` equals `HashingVectorizer(analyzer="word", norm=None, alternate_sign=False,
 lowercase=True, token_pattern=...)` (tests/test_filter_ngrams.py checks the matrices equal,
-array for array); `vocab_counts` equals a CountVectorizer with a fixed vocabulary. Texts that
-are not ASCII (case folding, `\\w` and UTF-8 differ there) go through the scikit-learn
-vectorizer the caller passes, so every text gets scikit-learn's features.
+array for array); `vocab_counts` equals a CountVectorizer with a fixed vocabulary. A text with
+non-ASCII word characters (letters such as "é": case folding and `\\w` differ there) goes through
+the scikit-learn vectorizer the caller passes; other non-ASCII characters (curly quotes, dashes,
+emoji) split words as a space does and take the numpy path. Either way every text gets
+scikit-learn's features.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def _rows_to_csr(row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int, dty
 
 
 def _merge(texts: Sequence[str], fast: list[int], slow: list[int], fast_x, fallback):
-    """Rows in the texts' order: the numpy rows for ASCII texts, the fallback's for the others."""
+    """Rows in the texts' order: the numpy rows for the fast texts, the fallback's for the others."""
     from scipy import sparse
 
     if not slow:
@@ -149,7 +151,7 @@ def _merge(texts: Sequence[str], fast: list[int], slow: list[int], fast_x, fallb
 def hashed_counts(texts: Sequence[str], n_features: int, fallback, ngram_max: int = 2, min_len: int = 1,
                   dtype=np.float32):
     """Hashed word 1..ngram_max gram counts (ngram_max 1 or 2), as HashingVectorizer with norm=None and
-    alternate_sign=False gives them; `fallback(texts)` vectorises the non-ASCII ones."""
+    alternate_sign=False gives them; `fallback(texts)` vectorises the texts with non-ASCII word characters."""
     texts = [str(t) for t in texts]
     if ngram_max >= 2 and min_len > 1:
         raise ValueError("bigrams are built for min_len 1 only (every run of word characters a token)")
@@ -191,8 +193,9 @@ def _key64(buf, starts, lens) -> np.ndarray:
 
 def vocab_counts(texts: Sequence[str], vocab: Vocabulary, fallback, min_len: int = 2, dtype=np.float64):
     """Counts of a fixed vocabulary's words (unigrams), as CountVectorizer(vocabulary=...) gives them;
-    `fallback(texts)` counts the non-ASCII ones. A token that is not a term never matches one: terms
-    and tokens are compared by 64-bit keys, and the terms' keys are checked distinct."""
+    `fallback(texts)` counts the texts with non-ASCII word characters. Tokens and terms are compared by
+    64-bit keys (two MurmurHash3 seeds; the terms' keys are checked distinct), so a token that is not a
+    term matches one only by a key collision: about 1e-15 per token for the offensive member's 15,442 terms."""
     texts = [str(t) for t in texts]
     fast, slow, ascii_texts = _ascii_split(texts)
     buf, starts, lens, row = tokens(ascii_texts, min_len)

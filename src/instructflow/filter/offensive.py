@@ -106,11 +106,9 @@ class Offensive:
     """P(offensive) of texts, as the package's `predict_prob` gives it (tested equal)."""
 
     def __init__(self, cfg: dict, tensors: dict[str, np.ndarray]):
-        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
         from . import ngrams
-
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
         if cfg["vectorizer"] != VECTORIZER:
             raise OffensiveError(f"offensive member: vectorizer {cfg['vectorizer']} is not {VECTORIZER}")
