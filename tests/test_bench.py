@@ -49,3 +49,14 @@ def test_counting_collator_counts_real_slots_supervised_and_examples_per_batch()
     assert batch["input_ids"].shape == (2, 3)  # the wrapped collator's batch, unchanged
     collate([{"input_ids": [1, 2]}])
     assert sink == [(4, 6, 2, 2), (2, 2, 1, 1)]
+
+
+def test_word_ngrams_bench_compares_sklearn_and_numpy_on_the_same_texts(tmp_path):
+    from instructflow import bench_data
+
+    texts = ["Hello, world: it's fine.", "naïve café au lait", "x"] * 20
+    out = bench_data.word_ngrams_bench(texts, tmp_path, repeats=2)  # no offensive member in tmp_path
+    [(name, row)] = out.items()
+    assert name.startswith("hashed word 1-2 grams")
+    assert row["equal"] is True and row["texts"] == 60 and row["repeats"] == 2
+    assert row["sklearn_s"] > 0 and row["numpy_s"] > 0 and row["speedup"] > 0

@@ -11,6 +11,11 @@ its own process, as `dvc repro` would run it (with its worker processes: the sta
 params, 0 = every usable core), timed (wall and CPU seconds, workers included) with its peak
 memory, and the load average noted (other jobs inflate wall time). Figures go to `--out`
 (never to a DVC-tracked file) and are never asserted in tests.
+
+First, side by side in one process (`word_ngrams` in the figures): the filter's word n-gram
+features of the synthetic SFT texts by scikit-learn and by `filter.ngrams` (the detector's hashed
+word grams, the offensive member's vocabulary counts), interleaved repeats, medians and their
+ratio, and whether the two matrices are equal.
 """
 
 from __future__ import annotations
@@ -128,6 +133,43 @@ def run_stage(module: str, args: list[str], cwd: Path, env: dict, log: Path) -> 
             "max_worker_rss_mb": round(int(child_rss) / 1024, 1)}
 
 
+def word_ngrams_bench(texts: list[str], detector_dir: Path, repeats: int = 5) -> dict:
+    """scikit-learn against filter.ngrams on the same texts: medians of interleaved repeats (seconds)."""
+    import statistics
+
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from .filter import ngrams, offensive
+
+    hv = HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=2**18, alternate_sign=False,
+                           lowercase=True, norm=None, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
+    cases = {"hashed word 1-2 grams (detector)": (hv.transform,
+                                                  lambda t: ngrams.hashed_counts(t, 2**18, hv.transform))}
+    member = offensive.load(detector_dir)
+    if member is not None:
+        cases["vocabulary counts (offensive member)"] = (
+            member.counter.transform, lambda t: ngrams.vocab_counts(t, member.vocab, member.counter.transform))
+    out = {}
+    for name, (sk, fast) in cases.items():
+        times: dict[str, list[float]] = {"sklearn": [], "numpy": []}
+        for _ in range(repeats):
+            for label, fn in (("sklearn", sk), ("numpy", fast)):
+                t0 = time.perf_counter()
+                x = fn(texts)
+                times[label].append(time.perf_counter() - t0)
+                if label == "sklearn":
+                    want = x
+            equal = all(np.array_equal(getattr(want, a), getattr(x, a)) for a in ("indptr", "indices", "data"))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        out[name] = {"texts": len(texts), "repeats": repeats, "sklearn_s": round(med["sklearn"], 4),
+                     "numpy_s": round(med["numpy"], 4), "speedup": round(med["sklearn"] / med["numpy"], 2),
+                     "equal": bool(equal)}
+        print(f"bench: {name}: sklearn {med['sklearn']:.3f} s, numpy {med['numpy']:.3f} s "
+              f"(x{med['sklearn'] / med['numpy']:.2f}), equal {equal}", flush=True)
+    return out
+
+
 def prepare(work: Path, params: Path, env: dict) -> None:
     """The built-in corpus through ingest..detector once, for a trained detector (not timed)."""
     shutil.copy(params, work / "params.yaml")
@@ -162,6 +204,12 @@ def main(argv=None) -> None:
     }
     try:
         prepare(work, params, env)
+        mix_dir = work / "ngrams"
+        mix_dir.mkdir(exist_ok=True)
+        synthetic_records(20_000, args.seed, mix_dir / "raw.jsonl")
+        with open(mix_dir / "raw.jsonl") as fh:
+            texts = [m["content"] for line in fh for m in (json.loads(line).get("messages") or [])]
+        result["word_ngrams"] = word_ngrams_bench(texts, work / "models/detector")
         for n in args.sizes:
             run_dir = work / f"n{n}"
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -207,7 +255,7 @@ def main(argv=None) -> None:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    print(json.dumps({k: result[k] for k in ("sizes", "growth") if k in result}, indent=1)[:3000])
+    print(json.dumps({k: result[k] for k in ("word_ngrams", "sizes", "growth") if k in result}, indent=1)[:3000])
 
 
 if __name__ == "__main__":
