@@ -88,10 +88,10 @@ def test_deduper_index_decides_like_a_row_by_row_check(batch):
     kinds = Counter(x[0] for x in got if x)
     assert kinds["near"] > 100 and kinds["exact"] > 10     # the case is not trivial
     kept = sum(x is None for x in got)
-    # 12 bytes per band key (key + slot) and 4 per digest value, for every kept row but the last
-    # batch's (they join the index when the next batch arrives)
-    per_row = 32 * 12 + 128 * 4
-    assert len(d) == kept and (kept - batch) * per_row <= d.nbytes() <= kept * per_row
+    # 12 bytes per band key (key + slot) in memory and 4 per digest value on disk, for every kept row
+    # but the last batch's (they join the index when the next batch arrives)
+    assert len(d) == kept and (kept - batch) * 32 * 12 <= d.nbytes() <= kept * 32 * 12
+    assert d.spilled_bytes() == d.nbytes() // (32 * 12) * 128 * 4
     assert len(d._runs) <= 1 + math.ceil(math.log2(len(texts) / batch + 1))  # merged as a binary counter
     assert d.check([], []) == [] and len(d) == kept   # an empty batch has no signatures: nothing to screen
 

@@ -16,6 +16,7 @@ evaluation.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 
@@ -93,9 +94,9 @@ class Deduper:
     the share of equal digest values (estimated Jaccard) reaches `threshold`.
 
     The index is numpy, not a dict: the bucket keys of the rows kept so far sit in a few sorted runs
-    of (key, slot), merged as they grow (a log-structured merge), and their digests in one uint32
-    chunk per batch. At a million rows that is ~0.2 GB of keys and 0.5 GB of digests, where a dict
-    of 16 million buckets took ~3 GB. Each batch of signatures is screened at once: a row none of
+    of (key, slot), merged as they grow (a log-structured merge), and their digests in a temporary
+    file. At a million rows that is ~0.2 GB of keys in memory and 0.5 GB of digests on disk, where a
+    dict of 16 million buckets and the digests took ~3 GB of memory. Each batch of signatures is screened at once: a row none of
     whose band keys is in the index or repeated within its batch (almost every row) is new without
     a lookup of its own; only the others are looked up, one by one and in order, so the decisions
     are those of a row-by-row check."""
@@ -107,8 +108,9 @@ class Deduper:
         self.exact: dict[bytes, str] = {}
         self._keys: list[str] = []                            # slot -> row key
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # sorted band keys (uint64), their slots (int32)
-        self._chunks: list[np.ndarray] = []                   # digests of earlier batches' new rows, by slot
-        self._starts: list[int] = []                          # first slot of each chunk
+        # Digests of earlier batches' new rows, by slot, in an unnamed temporary file: only candidates
+        # are read back (a few rows per batch), so 0.5 GB per million rows stays out of this process.
+        self._spill = None
         # the batch being checked: its arrays, which rows may have a candidate, the rows kept so far
         # (slot = self._first + position), and band key -> slots for the kept rows that were screened in
         self._batch = self._batch_digests = None
@@ -123,7 +125,11 @@ class Deduper:
 
     def nbytes(self) -> int:
         """Bytes held by the numpy index (keys, slots, digests); for the benchmark."""
-        return sum(k.nbytes + s.nbytes for k, s in self._runs) + sum(c.nbytes for c in self._chunks)
+        return sum(k.nbytes + s.nbytes for k, s in self._runs)
+
+    def spilled_bytes(self) -> int:
+        """Bytes of digests written to the temporary file."""
+        return 0 if self._spill is None else self._spill.seek(0, 2)
 
     def signatures(self, norms: list[str]):
         return signatures(norms, self.shingle, self.num_perm, self.num_bands, self.seed, self.near)
@@ -145,8 +151,13 @@ class Deduper:
             slots = np.repeat(np.arange(self._first, self._first + len(kept), dtype=np.int32), self.num_bands)
             order = np.argsort(keys, kind="stable")
             self._runs.append((keys[order], slots[order]))
-            self._chunks.append(np.ascontiguousarray(self._batch_digests[kept]))
-            self._starts.append(self._first)
+            if self._spill is None:
+                import tempfile
+
+                self._spill = tempfile.TemporaryFile()
+            self._spill.seek(0, 2)
+            self._spill.write(np.ascontiguousarray(self._batch_digests[kept], dtype=np.uint32).tobytes())
+            self._spill.flush()
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
             (k2, s2), (k1, s1) = self._runs.pop(), self._runs.pop()
             keys, slots = np.concatenate([k1, k2]), np.concatenate([s1, s2])
@@ -177,12 +188,14 @@ class Deduper:
         self._suspect = hit.reshape(bands.shape).any(axis=1).tolist()
 
     def _digests_of(self, slots: np.ndarray) -> np.ndarray:
-        """Digests of kept rows (ascending slots), earlier batches' from their chunks, this batch's from its arrays."""
+        """Digests of kept rows (ascending slots): earlier batches' from the file, this batch's from its arrays."""
         parts = []
         old = slots[slots < self._first]
         if len(old):
-            which = np.searchsorted(self._starts, old, "right") - 1
-            parts += [self._chunks[c][old[which == c] - self._starts[c]] for c in np.unique(which).tolist()]
+            size = 4 * self.num_perm
+            fd = self._spill.fileno()
+            parts.append(np.frombuffer(b"".join(os.pread(fd, size, size * s) for s in old.tolist()),
+                                       dtype=np.uint32).reshape(len(old), self.num_perm))
         new = slots[slots >= self._first]
         if len(new):
             parts.append(self._batch_digests[[self._kept[s] for s in (new - self._first).tolist()]])
