@@ -84,6 +84,13 @@ def signatures(norms: list[str], shingle: int, num_perm: int, num_bands: int, se
     return exact, digests, keys
 
 
+def _sorted_run(keys: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, slots) ordered by key, equal keys in slot order (a stable sort: two sorted runs
+    concatenated are merged by timsort in one pass)."""
+    order = np.argsort(keys, kind="stable")
+    return keys[order], slots[order]
+
+
 class Deduper:
     """Finds the first earlier text each text duplicates, exactly or nearly.
 
@@ -96,10 +103,10 @@ class Deduper:
     The index is numpy, not a dict: the bucket keys of the rows kept so far sit in a few sorted runs
     of (key, slot), merged as they grow (a log-structured merge), and their digests in a temporary
     file. At a million rows that is ~0.2 GB of keys in memory and 0.5 GB of digests on disk, where a
-    dict of 16 million buckets and the digests took ~3 GB of memory. Each batch of signatures is screened at once: a row none of
-    whose band keys is in the index or repeated within its batch (almost every row) is new without
-    a lookup of its own; only the others are looked up, one by one and in order, so the decisions
-    are those of a row-by-row check."""
+    dict of 16 million buckets and the digests took ~3 GB of memory. Each batch of signatures is
+    screened at once: a row none of whose band keys is in the index or repeated within its batch
+    (almost every row) is new without a lookup of its own; only the others are looked up, one by
+    one and in order, so the decisions are those of a row-by-row check."""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, num_bands: int = 16, shingle: int = 3,
                  seed: int = 0, near: bool = True):
@@ -124,7 +131,7 @@ class Deduper:
         return len(self._keys)
 
     def nbytes(self) -> int:
-        """Bytes held by the numpy index (keys, slots, digests); for the benchmark."""
+        """Bytes the index holds in memory (band keys and their slots); the digests are on disk."""
         return sum(k.nbytes + s.nbytes for k, s in self._runs)
 
     def spilled_bytes(self) -> int:
@@ -149,8 +156,7 @@ class Deduper:
             kept = np.array(self._kept)
             keys = self._batch[kept].ravel()
             slots = np.repeat(np.arange(self._first, self._first + len(kept), dtype=np.int32), self.num_bands)
-            order = np.argsort(keys, kind="stable")
-            self._runs.append((keys[order], slots[order]))
+            self._runs.append(_sorted_run(keys, slots))
             if self._spill is None:
                 import tempfile
 
@@ -160,9 +166,7 @@ class Deduper:
             self._spill.flush()
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
             (k2, s2), (k1, s1) = self._runs.pop(), self._runs.pop()
-            keys, slots = np.concatenate([k1, k2]), np.concatenate([s1, s2])
-            order = np.argsort(keys, kind="stable")  # two sorted runs: timsort merges them in one pass
-            self._runs.append((keys[order], slots[order]))
+            self._runs.append(_sorted_run(np.concatenate([k1, k2]), np.concatenate([s1, s2])))
         self._kept, self._in_batch, self._first = [], {}, len(self._keys)
 
     def _screen(self, bands: np.ndarray, digests: np.ndarray) -> None:
