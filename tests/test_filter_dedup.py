@@ -107,6 +107,47 @@ def test_decontam_ngram_overlap_and_short_prompts():
     assert idx.match("What is the opposite of up? down", prompt="What is the opposite of up?") is None
 
 
+def _overlap_by_strings(prompts: dict[str, str], text: str, prompt: str, n: int, threshold: float):
+    """What decontamination must find, written the slow way: string n-grams, every prompt tried."""
+    words = dedup.normalize(text).split()
+    if prompt:
+        for eid, p in prompts.items():  # the first short prompt equal to the whole training prompt
+            if 0 < len(dedup.normalize(p).split()) < n and dedup.normalize(p) == dedup.normalize(prompt):
+                return eid, 1.0
+    best = None
+    for eid, p in prompts.items():
+        pw = dedup.normalize(p).split()
+        if len(pw) < n:
+            continue
+        grams = decontam.ngrams(pw, n)
+        share = len(grams & decontam.ngrams(words, n)) / len(grams) if len(words) >= n else 0.0
+        if share >= threshold and (best is None or (share, eid) > (best[1], best[0])):
+            best = (eid, share)
+    return None if best is None else (best[0], round(best[1], 4))
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_decontam_index_finds_what_a_string_ngram_check_finds(monkeypatch, collide):
+    """Few words, so texts share many n-grams with many prompts; with `collide` every n-gram hash is one
+    of three values, so the hashes propose nearly every prompt and only the recount can decide."""
+    if collide:
+        monkeypatch.setattr(decontam, "hash", lambda gram: len(gram[0]) % 3, raising=False)
+    rng = random.Random(5)
+    vocab = "a b c d e f g h".split()
+    prompts = {f"e{k}": " ".join(rng.choices(vocab, k=rng.randint(1, 12))) for k in range(40)}
+    texts = [" ".join(rng.choices(vocab, k=rng.randint(0, 30))) for _ in range(300)]
+    texts += [prompts[f"e{k}"] + " " + t for k, t in zip(range(40), texts)]   # whole prompts inside
+    asked = [rng.choice([prompts[f"e{rng.randrange(40)}"], "", t]) for t in texts]
+    for n, threshold in ((3, 0.5), (4, 0.3), (2, 0.9)):
+        idx = decontam.Index(prompts, n=n, threshold=threshold)
+        want = [_overlap_by_strings(prompts, t, a, n, threshold) for t, a in zip(texts, asked)]
+        assert sum(w is not None for w in want) > 50                         # the check is not idle
+        assert idx.match_many(texts, asked) == want
+        assert idx.match_many(texts, asked, [dedup.normalize(t) for t in texts]) == want
+        assert [idx.match(t, a) for t, a in zip(texts, asked)] == want
+    assert decontam.Index({}, n=3).match_many(["a b c d"], [""]) == [None]
+
+
 def test_suite_prompts_from_params(tmp_path):
     (tmp_path / "data/sources").mkdir(parents=True)
     (tmp_path / "data/sources/s.jsonl").write_text('{"question": "Is the sky green?"}\n{"question": "Name a planet."}\n')

@@ -193,12 +193,14 @@ def _read(task: tuple[str, int, int]) -> tuple[list[dict], list[int]]:
 
 
 def _overlaps(texts: list[str], prompts: list[str], norms: list[str]) -> list[dict]:
-    index = _STATE["index"]
-    out = []
-    for text, prompt, norm in zip(texts, prompts, norms):
-        hit = index.match(text, prompt, norm)
-        out.append({"eval": hit[0], "share": hit[1]} if hit else None)
-    return out
+    return [{"eval": hit[0], "share": hit[1]} if hit else None
+            for hit in _STATE["index"].match_many(texts, prompts, norms)]
+
+
+def batch_seeds(task: tuple[str, int, int]):
+    """Dedup signatures of a slice of the texts a dedup index starts from (`seeds`: evaluation items)."""
+    which, start, end = task
+    return _signatures([dedup.normalize(t) for t in _STATE["seeds"][which][start:end]])
 
 
 def batch_sft(task) -> dict:
@@ -293,22 +295,40 @@ def main(argv=None) -> None:
     eval_prompts.update(decontam.suite_prompts(config.read_params(args.params)))
     index = decontam.Index(eval_prompts, cfg.decontam_ngram, cfg.decontam_threshold)
 
+    # What the dedup indexes start from: evaluation items (prompt + reference) for SFT rows and pairs,
+    # evaluation prompts for training prompts, so no training copy of one is kept.
+    eval_items = {f"eval:{e['id']}": text_of(e["prompt"]) + "\n" + str(e.get("reference") or "") for e in evals}
+    n_evals = len(evals)
+    del evals
     # The workers fork now, before this process first runs rensa (its thread pool would not survive a fork).
     _STATE.update(judge=judge, index=index, cfg=cfg, pii_types=pii_types,
                   sig={"shingle": cfg.dedup_shingle, "num_perm": cfg.dedup_num_perm, "num_bands": cfg.dedup_num_bands,
-                       "seed": seed, "near": cfg.near_dedup})
+                       "seed": seed, "near": cfg.near_dedup},
+                  seeds={"items": list(eval_items.values()), "prompts": list(eval_prompts.values())})
     files = contextlib.ExitStack()
-    pool = files.enter_context(Workers(workers_for(cfg.workers), batch_sft, batch_pairs, batch_prompts))
+    pool = files.enter_context(Workers(workers_for(cfg.workers), batch_sft, batch_pairs, batch_prompts, batch_seeds))
 
-    def new_deduper(seed_texts: dict[str, str]) -> dedup.Deduper:
+    def seed_signatures(which: str):
+        """The seeds' signatures, computed by the workers (77k evaluation items at 1M records: 13 s here)."""
+        import numpy as np
+
+        n, step = len(_STATE["seeds"][which]), cfg.batch_size
+        parts = list(pool.map(batch_seeds, [(which, s, min(s + step, n)) for s in range(0, n, step)]))
+        exact = [key for part in parts for key in part[0]]
+        if not cfg.near_dedup or not exact:
+            return exact, None, None
+        return exact, np.concatenate([part[1] for part in parts]), np.concatenate([part[2] for part in parts])
+
+    def new_deduper(keys: list[str], signed) -> dedup.Deduper:
         d = dedup.Deduper(cfg.dedup_threshold, cfg.dedup_num_perm, cfg.dedup_num_bands, cfg.dedup_shingle, seed,
                           cfg.near_dedup)
-        d.check(list(seed_texts), list(seed_texts.values()))
+        d.check_signed(keys, *signed)
         return d
 
-    eval_items = {f"eval:{e['id']}": text_of(e["prompt"]) + "\n" + str(e.get("reference") or "") for e in evals}
-    sft_dups, pair_dups = new_deduper(eval_items), new_deduper(eval_items)
-    prompt_dups = new_deduper({k: v for k, v in eval_prompts.items()})
+    item_signatures = seed_signatures("items")  # one computation for both indexes that start from them
+    sft_dups, pair_dups = new_deduper(list(eval_items), item_signatures), new_deduper(list(eval_items), item_signatures)
+    prompt_dups = new_deduper(list(eval_prompts), seed_signatures("prompts"))
+    del item_signatures
 
     def guard(res: dict, i: int, dups: dedup.Deduper, clean: bool = True) -> dict:
         """eval_overlap / duplicate findings of row i of a batch ({} = clean). Only `clean` rows (no other
@@ -444,7 +464,7 @@ def main(argv=None) -> None:
     files.close()
     summary = {
         "kept_sft": written["sft"], "kept_pairs": written["pairs"], "kept_prompts": written["prompts"],
-        "eval": len(evals), "eval_prompts_guarded": len(index), "converted_to_pairs": converted,
+        "eval": n_evals, "eval_prompts_guarded": len(index), "converted_to_pairs": converted,
         "removed": written["removed"],
         "removed_by_reason": dict(sorted(removed_by_reason.items())),
         "removed_by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
@@ -458,5 +478,5 @@ def main(argv=None) -> None:
     n_in = sum(written.values())
     took = time.perf_counter() - started
     print(f"filter: kept {written['sft']} SFT + {written['pairs']} pairs ({converted} converted from harmful "
-          f"compliance) + {written['prompts']} prompts, {len(evals)} eval; removed {summary['removed_by_reason']}; "
+          f"compliance) + {written['prompts']} prompts, {n_evals} eval; removed {summary['removed_by_reason']}; "
           f"{n_in} examples in {took:.1f}s ({n_in / max(took, 1e-9):.0f}/s)")
