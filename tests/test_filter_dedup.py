@@ -88,12 +88,41 @@ def test_deduper_index_decides_like_a_row_by_row_check(batch):
     kinds = Counter(x[0] for x in got if x)
     assert kinds["near"] > 100 and kinds["exact"] > 10     # the case is not trivial
     kept = sum(x is None for x in got)
-    # 12 bytes per band key (key + slot) in memory and 4 per digest value on disk, for every kept row
-    # but the last batch's (they join the index when the next batch arrives)
-    assert len(d) == kept and (kept - batch) * 32 * 12 <= d.nbytes() <= kept * 32 * 12
-    assert d.spilled_bytes() == d.nbytes() // (32 * 12) * 128 * 4
+    entries = sum(x is None or x[0] == "near" for x in got)  # rows that repeat no earlier row exactly
+    # In memory, per kept row 12 bytes per band key (key + slot) and 8 for its entry; per entry 32
+    # (exact key bits, entry, the next key bits, id offset); on disk 4 per digest value. Every row
+    # but the last batch's: they join the index when the next batch arrives.
+    per_kept, per_entry = 32 * 12 + 8, 32
+    low = (kept - batch) * per_kept + (entries - batch) * per_entry
+    assert len(d) == kept and low <= d.nbytes() - 8 <= kept * per_kept + entries * per_entry
+    assert (kept - batch) * 128 * 4 <= d.spilled_bytes() <= kept * 128 * 4 and d.spilled_bytes() % (128 * 4) == 0
     assert len(d._runs) <= 1 + math.ceil(math.log2(len(texts) / batch + 1))  # merged as a binary counter
+    assert len(d._exact_runs) <= 1 + math.ceil(math.log2(len(texts) / batch + 1))
     assert d.check([], []) == [] and len(d) == kept   # an empty batch has no signatures: nothing to screen
+    assert d.nbytes() - 8 == kept * per_kept + entries * per_entry  # ... and flushes the last one
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_exact_index_compares_128_bits_and_names_the_first_copy(batch):
+    """Exact keys built to share their first 64 bits (the part the runs are sorted on) in groups, with
+    some keys repeated whole: only a repeat of all 128 bits is a duplicate, reported against the first
+    row that had it, across batches and within one; skipped rows never enter."""
+    rng = random.Random(batch)
+    keys = [bytes(8 * [rng.randrange(3)]) + bytes(8 * [rng.randrange(40)]) + bytes(16) for _ in range(600)]
+    d = dedup.Deduper(near=False)
+    got, want, first = [], [], {}
+    for start in range(0, len(keys), batch):
+        chunk = keys[start:start + batch]
+        for i, k in enumerate(chunk):
+            if (start + i) % 7 == 3:
+                continue
+            got.append(d.check_signed([f"r{start + i}"], chunk, None, None, rows=[i])[0])
+            want.append(("exact", first[k]) if k in first else None)
+            first.setdefault(k, f"r{start + i}")
+    assert got == want and len(d) == len(first) == sum(w is None for w in want)
+    assert sum(w is not None for w in want) > 300
+    with pytest.raises(ValueError, match="32 bytes"):
+        d.check_signed(["x"], [b"short"], None, None)
 
 
 def test_decontam_ngram_overlap_and_short_prompts():

@@ -2,11 +2,11 @@
 
 Normalisation (NFKC, case-fold, punctuation to spaces, whitespace collapsed)
 makes "Hello, World!" and "hello world" one text. Exact duplicates share the
-sha256 of that text. Near duplicates are found with MinHash LSH (the Rust-backed
-`rensa`): word shingles -> MinHash signatures in one bulk call, an LSH pass flags
-every row that shares a band with another, and only those candidates are
-checked pairwise (estimated Jaccard >= `threshold`) in input order, so the first
-occurrence is kept and each later copy names it.
+sha256 of that text (its first 128 bits are compared). Near duplicates are found
+with MinHash LSH (the Rust-backed `rensa`): word shingles -> MinHash signatures,
+an LSH pass flags every row that shares a band with an earlier one, and only
+those candidates are checked pairwise (estimated Jaccard >= `threshold`) in
+input order, so the first occurrence is kept and each later copy names it.
 
 The filter checks evaluation prompts first, so a training row that repeats one
 is reported against the evaluation row: duplicates cannot straddle train and
@@ -85,10 +85,59 @@ def signatures(norms: list[str], shingle: int, num_perm: int, num_bands: int, se
 
 
 def _sorted_run(keys: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(keys, slots) ordered by key, equal keys in slot order (a stable sort: two sorted runs
-    concatenated are merged by timsort in one pass)."""
+    """(keys, slots) ordered by key, equal keys in slot order (a stable sort)."""
     order = np.argsort(keys, kind="stable")
     return keys[order], slots[order]
+
+
+def _merged_runs(k1: np.ndarray, s1: np.ndarray, k2: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs as one, equal keys in run order (the first run holds the earlier slots): each
+    key of the second goes after the first's keys up to it and equal to it. Written in place into the
+    merged arrays; a stable sort of the two concatenated needed an order array and a gathered copy
+    besides (two runs of 6.5M keys: 396 MB of temporaries then, 210 MB now)."""
+    n1, n2 = len(k1), len(k2)
+    at = np.searchsorted(k1, k2, side="right")
+    at += np.arange(n2, dtype=at.dtype)  # where the second run's keys land in the merged run
+    keys, slots = np.empty(n1 + n2, dtype=k1.dtype), np.empty(n1 + n2, dtype=s1.dtype)
+    keys[at], slots[at] = k2, s2
+    first = np.ones(n1 + n2, dtype=bool)
+    first[at] = False
+    del at
+    keys[first], slots[first] = k1, s1
+    return keys, slots
+
+
+def _push_run(runs: list[tuple[np.ndarray, np.ndarray]], run: tuple[np.ndarray, np.ndarray]) -> None:
+    """Append a sorted run; a run merges into the one before while that one is no bigger (a binary
+    counter: at most log2(runs pushed) runs, each key merged as often)."""
+    runs.append(run)
+    while len(runs) > 1 and len(runs[-2][0]) <= len(runs[-1][0]):
+        (k2, s2), (k1, s1) = runs.pop(), runs.pop()
+        runs.append(_merged_runs(k1, s1, k2, s2))
+
+
+class _Column:
+    """An append-only numpy column (capacity doubles)."""
+
+    def __init__(self, dtype):
+        self._a, self.n = np.empty(1024, dtype=dtype), 0
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self._a.dtype)
+        need = self.n + len(values)
+        if need > len(self._a):
+            grown = np.empty(max(need, 2 * len(self._a)), dtype=self._a.dtype)
+            grown[:self.n] = self._a[:self.n]
+            self._a = grown
+        self._a[self.n:need] = values
+        self.n = need
+
+    def __getitem__(self, i: int):
+        return self._a[i]
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self._a.itemsize
 
 
 class Deduper:
@@ -96,43 +145,65 @@ class Deduper:
 
     Rows are added in batches (`check`); returns for each row None (new) or
     (kind, key) with kind `exact` or `near` and the key of the row it repeats.
+    Exact duplicates: equal sha256 of the normalised text (its first 128 bits are compared).
     Near duplicates: MinHash LSH with `num_bands` bands; two texts are candidates when one
     band of their digests is equal (its 64-bit bucket key), and a candidate is a duplicate when
     the share of equal digest values (estimated Jaccard) reaches `threshold`.
 
-    The index is numpy, not a dict: the bucket keys of the rows kept so far sit in a few sorted runs
-    of (key, slot), merged as they grow (a log-structured merge), and their digests in a temporary
-    file. At a million rows that is ~0.2 GB of keys in memory and 0.5 GB of digests on disk, where a
-    dict of 16 million buckets and the digests took ~3 GB of memory. Each batch of signatures is
-    screened at once: a row none of whose band keys is in the index or repeated within its batch
-    (almost every row) is new without a lookup of its own; only the others are looked up, one by
-    one and in order, so the decisions are those of a row-by-row check."""
+    The index is numpy, not dicts, so a million rows cost ~0.2 GB of memory, not ~3 GB: the exact
+    keys (first 64 bits, with the next 64 beside them by entry) and the bucket keys of the rows so
+    far sit in sorted runs of (key, entry or slot), merged as they grow (a log-structured merge);
+    the rows' keys (their ids) and digests are in temporary files, read back only for a
+    duplicate or a candidate. Each batch of signatures is screened at once: a row none of whose
+    keys is in the index or repeated within its batch (almost every row) is new without a lookup
+    of its own; only the others are looked up, one by one and in order, so the decisions are those
+    of a row-by-row check."""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, num_bands: int = 16, shingle: int = 3,
                  seed: int = 0, near: bool = True):
+        import tempfile
+
         self.threshold, self.num_perm, self.num_bands = threshold, num_perm, num_bands
         self.shingle, self.seed, self.near = shingle, seed, near
-        self.exact: dict[bytes, str] = {}
-        self._keys: list[str] = []                            # slot -> row key
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # sorted band keys (uint64), their slots (int32)
-        # Digests of earlier batches' new rows, by slot, in an unnamed temporary file: only candidates
-        # are read back (a few rows per batch), so 0.5 GB per million rows stays out of this process.
+        # Exact index. An entry is a row that repeated no earlier row exactly (kept, or a near copy):
+        # runs of (first 64 bits of its key, entry), the next 64 bits by entry, and its row key (id) in a
+        # file at offsets[entry]. The batch's new entries wait in lists until the next batch.
+        self._exact_runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._lo, self._offsets = _Column(np.uint64), _Column(np.int64)
+        self._offsets.extend([0])
+        self._ids = tempfile.TemporaryFile()
+        self._entries = 0                       # entries in the runs and the file
+        self._new_hi: list[int] = []
+        self._new_lo: list[int] = []
+        self._new_ids: list[str] = []
+        self._new_at: dict[int, list[int]] = {}  # first 64 bits -> the batch's screened-in new entries
+        self._exact_batch = None
+        self._exact_suspect: list[bool] = []
+        self._hi: list[int] = []
+        self._lo_of_batch: list[int] = []
+        # LSH index: runs of (band key, slot) for kept rows; slot -> entry; digests by slot in a file.
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._slot_entry = _Column(np.int64)
         self._spill = None
         # the batch being checked: its arrays, which rows may have a candidate, the rows kept so far
-        # (slot = self._first + position), and band key -> slots for the kept rows that were screened in
+        # (slot = self._first + position) and their entries, and band key -> slots for the kept rows
+        # that were screened in
         self._batch = self._batch_digests = None
         self._suspect: list[bool] = []
         self._kept: list[int] = []
+        self._kept_entries: list[int] = []
         self._first = 0
         self._in_batch: dict[int, list[int]] = {}
         self._found: dict[int, list[tuple[int, int]]] = {}
 
     def __len__(self) -> int:
-        return len(self._keys)
+        """Rows kept (not duplicates)."""
+        return self._first + len(self._kept) if self.near else self._entries + len(self._new_ids)
 
     def nbytes(self) -> int:
-        """Bytes the index holds in memory (band keys and their slots); the digests are on disk."""
-        return sum(k.nbytes + s.nbytes for k, s in self._runs)
+        """Bytes the index holds in memory (keys, entries, slots); ids and digests are on disk."""
+        return (sum(k.nbytes + s.nbytes for k, s in self._runs + self._exact_runs)
+                + self._lo.nbytes + self._offsets.nbytes + self._slot_entry.nbytes)
 
     def spilled_bytes(self) -> int:
         """Bytes of digests written to the temporary file."""
@@ -150,13 +221,26 @@ class Deduper:
         return self.check_signed(keys, *self.signatures(norms))
 
     def _flush(self) -> None:
-        """The batch's new rows join the index as a sorted run; a run merges into the one before while
-        that one is no bigger (a binary counter: at most log2(batches) runs, each key merged as often)."""
+        """The batch's new entries and kept rows join the index as sorted runs; their ids and digests
+        go to the files."""
+        if self._new_ids:
+            first, n = self._entries, len(self._new_ids)
+            _push_run(self._exact_runs, _sorted_run(np.array(self._new_hi, dtype=np.uint64),
+                                                    np.arange(first, first + n, dtype=np.int64)))
+            self._lo.extend(self._new_lo)
+            data = [k.encode("utf-8") for k in self._new_ids]
+            self._ids.seek(0, 2)
+            self._ids.write(b"".join(data))
+            self._ids.flush()
+            self._offsets.extend(int(self._offsets[self._offsets.n - 1]) + np.cumsum([len(d) for d in data]))
+            self._entries += n
+        self._new_hi, self._new_lo, self._new_ids, self._new_at = [], [], [], {}
         if self._kept:
             kept = np.array(self._kept)
             keys = self._batch[kept].ravel()
             slots = np.repeat(np.arange(self._first, self._first + len(kept), dtype=np.int32), self.num_bands)
-            self._runs.append(_sorted_run(keys, slots))
+            _push_run(self._runs, _sorted_run(keys, slots))
+            self._slot_entry.extend(self._kept_entries)
             if self._spill is None:
                 import tempfile
 
@@ -164,16 +248,55 @@ class Deduper:
             self._spill.seek(0, 2)
             self._spill.write(np.ascontiguousarray(self._batch_digests[kept], dtype=np.uint32).tobytes())
             self._spill.flush()
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
-            (k2, s2), (k1, s1) = self._runs.pop(), self._runs.pop()
-            self._runs.append(_sorted_run(np.concatenate([k1, k2]), np.concatenate([s1, s2])))
-        self._kept, self._in_batch, self._first = [], {}, len(self._keys)
+        self._first += len(self._kept)
+        self._kept, self._kept_entries, self._in_batch = [], [], {}
+
+    def _screen_exact(self, exact: list[bytes]) -> None:
+        """Which rows of a new batch may repeat an entry: the first 64 bits of the key are in the
+        index or occur twice in the batch (a row whose bits a later row shares is screened in too)."""
+        blob = b"".join(exact)
+        if len(blob) != 32 * len(exact):
+            raise ValueError("exact keys must be sha256 digests (32 bytes)")
+        parts = np.frombuffer(blob, dtype=np.uint64).reshape(len(exact), 4)
+        hi = parts[:, 0]
+        hit = np.zeros(len(exact), dtype=bool)
+        for keys, _ in self._exact_runs:
+            hit |= keys[np.minimum(np.searchsorted(keys, hi), len(keys) - 1)] == hi
+        order = np.argsort(hi, kind="stable")
+        same = hi[order][1:] == hi[order][:-1]
+        hit[order[1:][same]] = True
+        hit[order[:-1][same]] = True
+        self._exact_batch, self._exact_suspect = exact, hit.tolist()
+        self._hi, self._lo_of_batch = hi.tolist(), parts[:, 1].tolist()
+
+    def _entry_of(self, hi: int, lo: int) -> int | None:
+        """The entry whose key has these 128 bits, if any (at most one: a repeat never becomes an entry)."""
+        for e in self._new_at.get(hi, ()):
+            if self._new_lo[e - self._entries] == lo:
+                return e
+        for keys, entries in self._exact_runs:
+            p = int(np.searchsorted(keys, np.uint64(hi)))
+            while p < len(keys) and int(keys[p]) == hi:
+                e = int(entries[p])
+                if int(self._lo[e]) == lo:
+                    return e
+                p += 1
+        return None
+
+    def _id_of(self, entry: int) -> str:
+        if entry >= self._entries:
+            return self._new_ids[entry - self._entries]
+        start, end = int(self._offsets[entry]), int(self._offsets[entry + 1])
+        return os.pread(self._ids.fileno(), end - start, start).decode("utf-8")
+
+    def _id_of_slot(self, slot: int) -> str:
+        entry = self._kept_entries[slot - self._first] if slot >= self._first else int(self._slot_entry[slot])
+        return self._id_of(entry)
 
     def _screen(self, bands: np.ndarray, digests: np.ndarray) -> None:
         """Which rows of a new batch may have a candidate: one with a band key in the index, or with a
         key that occurs twice in the batch. A row that shares a key with a later row of its batch is
         screened in with it, so a later row never needs to find a row that was not."""
-        self._flush()
         flat = bands.ravel()
         order = np.argsort(flat)
         ordered = flat[order]
@@ -223,14 +346,23 @@ class Deduper:
         signatures are screened the first time they are seen (the same arrays may come back row by row)."""
         rows = range(len(keys)) if rows is None else rows
         result: list[tuple[str, str] | None] = [None] * len(keys)
-        if self.near and bands is not None and bands is not self._batch:
-            self._screen(bands, digests)
+        if exact is not self._exact_batch:
+            self._flush()
+            self._screen_exact(exact)
+            if self.near and bands is not None:
+                self._screen(bands, digests)
         for i, r in enumerate(rows):
-            h = exact[r]
-            if h in self.exact:
-                result[i] = ("exact", self.exact[h])
-                continue
-            self.exact[h] = keys[i]
+            hi, lo = self._hi[r], self._lo_of_batch[r]
+            if self._exact_suspect[r]:
+                e = self._entry_of(hi, lo)
+                if e is not None:
+                    result[i] = ("exact", self._id_of(e))
+                    continue
+                self._new_at.setdefault(hi, []).append(self._entries + len(self._new_ids))
+            entry = self._entries + len(self._new_ids)
+            self._new_hi.append(hi)
+            self._new_lo.append(lo)
+            self._new_ids.append(keys[i])
             if not self.near:
                 continue
             if self._suspect[r]:
@@ -239,10 +371,10 @@ class Deduper:
                     # estimated Jaccard: the share of permutations whose minimum agrees; the earliest wins
                     close = (self._digests_of(cands) == digests[r]).mean(axis=1) >= self.threshold
                     if close.any():
-                        result[i] = ("near", self._keys[int(cands[np.argmax(close)])])
+                        result[i] = ("near", self._id_of_slot(int(cands[np.argmax(close)])))
                         continue
                 for k in bands[r].tolist():  # a later screened-in row of this batch may share a key
-                    self._in_batch.setdefault(k, []).append(len(self._keys))
+                    self._in_batch.setdefault(k, []).append(self._first + len(self._kept))
             self._kept.append(r)
-            self._keys.append(keys[i])
+            self._kept_entries.append(entry)
         return result
