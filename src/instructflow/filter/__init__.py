@@ -328,7 +328,7 @@ def main(argv=None) -> None:
     item_signatures = seed_signatures("items")  # one computation for both indexes that start from them
     sft_dups, pair_dups = new_deduper(list(eval_items), item_signatures), new_deduper(list(eval_items), item_signatures)
     prompt_dups = new_deduper(list(eval_prompts), seed_signatures("prompts"))
-    del item_signatures
+    del item_signatures, eval_items, eval_prompts, _STATE["seeds"]  # the indexes have them; the workers their own copy
 
     def guard(res: dict, i: int, dups: dedup.Deduper, clean: bool = True) -> dict:
         """eval_overlap / duplicate findings of row i of a batch ({} = clean). Only `clean` rows (no other

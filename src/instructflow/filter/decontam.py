@@ -34,7 +34,7 @@ class Index:
 
     The n-grams are kept as 64-bit hashes in numpy (sorted unique hashes, and per hash the prompts
     that have it), not as word tuples in a dict: with 77k evaluation prompts (a 1M-record corpus
-    at a 5 % evaluation share) that is ~40 MB where the dict took ~730 MB, in the filter's main
+    at a 5 % evaluation share) that is ~50 MB where the dict took ~730 MB, in the filter's main
     process and every worker it forks. A hash only proposes a prompt: every prompt whose share
     reaches the threshold by hashes is counted again on its word n-grams, so a hash collision can
     cost a recount, never a wrong answer. The hashes are Python's `hash` of the word tuples,
@@ -89,7 +89,7 @@ class Index:
     def match_many(self, texts: list[str], prompts: list[str] | None = None, norms: list[str] | None = None
                    ) -> list[tuple[str, float] | None]:
         """`match` for each text (with its training prompt and normalised text, where given): the
-        hashes of every text's n-grams are looked up in one sorted search."""
+        hashes of every text's n-grams are looked up at once."""
         import numpy as np
 
         out: list[tuple[str, float] | None] = [None] * len(texts)
