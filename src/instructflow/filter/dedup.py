@@ -18,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import unicodedata
+from array import array
+from itertools import accumulate
 
 import numpy as np
 
@@ -116,28 +119,23 @@ def _push_run(runs: list[tuple[np.ndarray, np.ndarray]], run: tuple[np.ndarray, 
         runs.append(_merged_runs(k1, s1, k2, s2))
 
 
-class _Column:
-    """An append-only numpy column (capacity doubles)."""
-
-    def __init__(self, dtype):
-        self._a, self.n = np.empty(1024, dtype=dtype), 0
-
-    def extend(self, values) -> None:
-        values = np.asarray(values, dtype=self._a.dtype)
-        need = self.n + len(values)
-        if need > len(self._a):
-            grown = np.empty(max(need, 2 * len(self._a)), dtype=self._a.dtype)
-            grown[:self.n] = self._a[:self.n]
-            self._a = grown
-        self._a[self.n:need] = values
-        self.n = need
-
-    def __getitem__(self, i: int):
-        return self._a[i]
-
-    @property
-    def nbytes(self) -> int:
-        return self.n * self._a.itemsize
+def _screened(flat: np.ndarray, runs: list[tuple[np.ndarray, np.ndarray]]):
+    """Which keys of a batch may have a match: those in one of the sorted runs, and those that occur
+    twice in the batch (both copies, so a later row never needs to find an earlier one that was not
+    screened in). Also, per run, where in the batch and where in the run its keys were found."""
+    order = np.argsort(flat)
+    ordered = flat[order]
+    hit = np.zeros(len(flat), dtype=bool)
+    found = []
+    for keys, _ in runs:  # sorted queries: numpy's binary search reuses the last bound
+        pos = np.minimum(np.searchsorted(keys, ordered), len(keys) - 1)
+        at = np.flatnonzero(keys[pos] == ordered)
+        hit[order[at]] = True
+        found.append((order[at], pos[at]))
+    same = ordered[1:] == ordered[:-1]
+    hit[order[1:][same]] = True
+    hit[order[:-1][same]] = True
+    return hit, found
 
 
 class Deduper:
@@ -161,16 +159,14 @@ class Deduper:
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, num_bands: int = 16, shingle: int = 3,
                  seed: int = 0, near: bool = True):
-        import tempfile
-
         self.threshold, self.num_perm, self.num_bands = threshold, num_perm, num_bands
         self.shingle, self.seed, self.near = shingle, seed, near
         # Exact index. An entry is a row that repeated no earlier row exactly (kept, or a near copy):
         # runs of (first 64 bits of its key, entry), the next 64 bits by entry, and its row key (id) in a
         # file at offsets[entry]. The batch's new entries wait in lists until the next batch.
         self._exact_runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._lo, self._offsets = _Column(np.uint64), _Column(np.int64)
-        self._offsets.extend([0])
+        self._lo = array("Q")                    # entry -> bits 64-127 of its key
+        self._offsets = array("q", [0])          # entry -> where its id starts in the file (and one past the end)
         self._ids = tempfile.TemporaryFile()
         self._entries = 0                       # entries in the runs and the file
         self._new_hi: list[int] = []
@@ -183,7 +179,7 @@ class Deduper:
         self._lo_of_batch: list[int] = []
         # LSH index: runs of (band key, slot) for kept rows; slot -> entry; digests by slot in a file.
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._slot_entry = _Column(np.int64)
+        self._slot_entry = array("q")           # slot -> entry
         self._spill = None
         # the batch being checked: its arrays, which rows may have a candidate, the rows kept so far
         # (slot = self._first + position) and their entries, and band key -> slots for the kept rows
@@ -203,7 +199,7 @@ class Deduper:
     def nbytes(self) -> int:
         """Bytes the index holds in memory (keys, entries, slots); ids and digests are on disk."""
         return (sum(k.nbytes + s.nbytes for k, s in self._runs + self._exact_runs)
-                + self._lo.nbytes + self._offsets.nbytes + self._slot_entry.nbytes)
+                + sum(len(a) * a.itemsize for a in (self._lo, self._offsets, self._slot_entry)))
 
     def spilled_bytes(self) -> int:
         """Bytes of digests written to the temporary file."""
@@ -232,7 +228,7 @@ class Deduper:
             self._ids.seek(0, 2)
             self._ids.write(b"".join(data))
             self._ids.flush()
-            self._offsets.extend(int(self._offsets[self._offsets.n - 1]) + np.cumsum([len(d) for d in data]))
+            self._offsets.extend(list(accumulate(map(len, data), initial=self._offsets[-1]))[1:])
             self._entries += n
         self._new_hi, self._new_lo, self._new_ids, self._new_at = [], [], [], {}
         if self._kept:
@@ -242,8 +238,6 @@ class Deduper:
             _push_run(self._runs, _sorted_run(keys, slots))
             self._slot_entry.extend(self._kept_entries)
             if self._spill is None:
-                import tempfile
-
                 self._spill = tempfile.TemporaryFile()
             self._spill.seek(0, 2)
             self._spill.write(np.ascontiguousarray(self._batch_digests[kept], dtype=np.uint32).tobytes())
@@ -253,19 +247,13 @@ class Deduper:
 
     def _screen_exact(self, exact: list[bytes]) -> None:
         """Which rows of a new batch may repeat an entry: the first 64 bits of the key are in the
-        index or occur twice in the batch (a row whose bits a later row shares is screened in too)."""
+        index or repeated in the batch (`_screened`)."""
         blob = b"".join(exact)
         if len(blob) != 32 * len(exact):
             raise ValueError("exact keys must be sha256 digests (32 bytes)")
         parts = np.frombuffer(blob, dtype=np.uint64).reshape(len(exact), 4)
         hi = parts[:, 0]
-        hit = np.zeros(len(exact), dtype=bool)
-        for keys, _ in self._exact_runs:
-            hit |= keys[np.minimum(np.searchsorted(keys, hi), len(keys) - 1)] == hi
-        order = np.argsort(hi, kind="stable")
-        same = hi[order][1:] == hi[order][:-1]
-        hit[order[1:][same]] = True
-        hit[order[:-1][same]] = True
+        hit, _ = _screened(hi, self._exact_runs)
         self._exact_batch, self._exact_suspect = exact, hit.tolist()
         self._hi, self._lo_of_batch = hi.tolist(), parts[:, 1].tolist()
 
@@ -278,7 +266,7 @@ class Deduper:
             p = int(np.searchsorted(keys, np.uint64(hi)))
             while p < len(keys) and int(keys[p]) == hi:
                 e = int(entries[p])
-                if int(self._lo[e]) == lo:
+                if self._lo[e] == lo:
                     return e
                 p += 1
         return None
@@ -286,31 +274,21 @@ class Deduper:
     def _id_of(self, entry: int) -> str:
         if entry >= self._entries:
             return self._new_ids[entry - self._entries]
-        start, end = int(self._offsets[entry]), int(self._offsets[entry + 1])
+        start, end = self._offsets[entry], self._offsets[entry + 1]
         return os.pread(self._ids.fileno(), end - start, start).decode("utf-8")
 
     def _id_of_slot(self, slot: int) -> str:
-        entry = self._kept_entries[slot - self._first] if slot >= self._first else int(self._slot_entry[slot])
+        entry = self._kept_entries[slot - self._first] if slot >= self._first else self._slot_entry[slot]
         return self._id_of(entry)
 
     def _screen(self, bands: np.ndarray, digests: np.ndarray) -> None:
-        """Which rows of a new batch may have a candidate: one with a band key in the index, or with a
-        key that occurs twice in the batch. A row that shares a key with a later row of its batch is
-        screened in with it, so a later row never needs to find a row that was not."""
-        flat = bands.ravel()
-        order = np.argsort(flat)
-        ordered = flat[order]
-        hit = np.zeros(len(flat), dtype=bool)
+        """Which rows of a new batch may have a candidate: one with a band key in the index or repeated
+        in the batch (`_screened`)."""
+        hit, found = _screened(bands.ravel(), self._runs)
         self._found = {}  # row -> [(run, first position of its key)] for the keys the index holds
-        for run, (keys, _) in enumerate(self._runs):  # sorted queries: numpy's binary search reuses the last bound
-            pos = np.minimum(np.searchsorted(keys, ordered), len(keys) - 1)
-            at = np.flatnonzero(keys[pos] == ordered)
-            hit[order[at]] = True
-            for flat_i, p in zip(order[at].tolist(), pos[at].tolist()):
+        for run, (at, pos) in enumerate(found):
+            for flat_i, p in zip(at.tolist(), pos.tolist()):
                 self._found.setdefault(flat_i // bands.shape[1], []).append((run, p))
-        same = ordered[1:] == ordered[:-1]
-        hit[order[1:][same]] = True
-        hit[order[:-1][same]] = True
         self._batch, self._batch_digests = bands, digests
         self._suspect = hit.reshape(bands.shape).any(axis=1).tolist()
 
@@ -353,13 +331,13 @@ class Deduper:
                 self._screen(bands, digests)
         for i, r in enumerate(rows):
             hi, lo = self._hi[r], self._lo_of_batch[r]
+            entry = self._entries + len(self._new_ids)
             if self._exact_suspect[r]:
                 e = self._entry_of(hi, lo)
                 if e is not None:
                     result[i] = ("exact", self._id_of(e))
                     continue
-                self._new_at.setdefault(hi, []).append(self._entries + len(self._new_ids))
-            entry = self._entries + len(self._new_ids)
+                self._new_at.setdefault(hi, []).append(entry)
             self._new_hi.append(hi)
             self._new_lo.append(lo)
             self._new_ids.append(keys[i])

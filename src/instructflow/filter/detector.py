@@ -82,6 +82,15 @@ def model_file_hashes(model: str) -> dict[str, str]:
     return out
 
 
+def word_hasher(n_features: int):
+    """The hashing features' word 1-2 gram counts (normalised by the caller), as scikit-learn gives
+    them; `ngrams.hashed_counts` computes the same for ASCII texts and falls back to this."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=n_features, alternate_sign=False,
+                             lowercase=True, norm=None, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
+
+
 class Featurizer:
     """Texts (+ optional replies) -> a feature matrix (scipy CSR for hashing, numpy otherwise)."""
 
@@ -93,14 +102,6 @@ class Featurizer:
         self.cache: dict[str, np.ndarray] | None = None  # optional text -> embedding memo (measurements)
 
     # ---- hashing
-    def _word_counter(self):
-        """Hashed word 1-2 gram counts (normalised by the caller)."""
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        return HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=self.feats.n_features,
-                                 alternate_sign=False, lowercase=True, norm=None, token_pattern=r"(?u)\b\w+\b",
-                                 dtype=np.float32)
-
     def _word_counts(self, texts: Sequence[str], counter):
         """Hashed word 1-2 gram counts: `ngrams` computes scikit-learn's own features in numpy (2-3x
         faster); `counter` (the HashingVectorizer they equal) takes the texts numpy cannot."""
@@ -115,7 +116,7 @@ class Featurizer:
 
         if self._hashers is None:
             n = self.feats.n_features
-            self._hashers = [self._word_counter()]
+            self._hashers = [word_hasher(n)]
             if self.feats.char_ngrams:
                 self._hashers.insert(0, HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n,
                                                           alternate_sign=False, lowercase=True, norm="l2",
@@ -137,7 +138,7 @@ class Featurizer:
         if getattr(self, "_counters", None) is None:
             n = self.feats.n_features
             self._counters = [
-                self._word_counter(),
+                word_hasher(n),
                 HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=n, alternate_sign=False,
                                   lowercase=True, norm=None, dtype=np.float32)]
         joined = [a + ("\n" + b if b else "") for a, b in zip(texts, texts2)]
