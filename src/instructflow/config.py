@@ -347,6 +347,11 @@ class OnpolicyConfig:
     match_forms: bool = _f(False, "Pick the ordinary instructions so that their opening words (Write, How, Give, "
                                   "...) follow those of the harmful prompts being answered, as far as the pool "
                                   "allows: each form a refusal is taught on also has helpful answers.")
+    hard_negative_fraction: float = _f(0.0, "Share of the ordinary instructions answered that are picked by "
+                                            "nearness to the harmful prompts (TF-IDF cosine, mean of the 5 "
+                                            "nearest) instead of at random: a harmless request on a sensitive "
+                                            "topic shows where the line is, a question about a paragraph on "
+                                            "Jupiter does not.", **PROBABILITY)
     max_new_tokens: int = _f(64, "Greedy decoding budget per answer; a cut-off helpful answer is trimmed to its "
                                  "last full sentence.", **POSITIVE)
     harmful_max_new_tokens: int = _f(0, "Decoding budget for harmful prompts' answers (they are only judged by "

@@ -133,6 +133,37 @@ def match_forms(harmful: list[dict], pool: list[dict], n: int) -> list[dict]:
     return [it for it in pool if id(it) in chosen]  # pool order, as an unmatched selection keeps
 
 
+def nearness(items: list[dict], harmful: list[dict], k: int = 5) -> list[float]:
+    """How much each item's prompt is like the harmful prompts: the mean TF-IDF cosine of its k
+    nearest harmful prompts (word unigrams and bigrams, fitted on both sides).
+
+    The mean of several, not the single nearest, so that one stray near-copy does not decide."""
+    if not items or not harmful:
+        return [0.0] * len(items)
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [prompt_of(it["prompt"]) for it in items]
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    vec.fit(texts + [prompt_of(it["prompt"]) for it in harmful])
+    sims = (vec.transform(texts) @ vec.transform([prompt_of(it["prompt"]) for it in harmful]).T).toarray()
+    k = min(k, sims.shape[1])
+    top = -np.partition(-sims, k - 1, axis=1)[:, :k]
+    return [round(float(v), 12) for v in top.mean(axis=1)]  # rounded: ties break by the seeded order
+
+
+def hard_first(instructions: list[dict], harmful: list[dict], n: int, fraction: float) -> list[dict]:
+    """`instructions` (already in seeded order) with the round(n * fraction) nearest to the harmful
+    prompts moved to the front, nearest first; the rest keep their order."""
+    n_hard = round(n * fraction)
+    if not n_hard:
+        return instructions
+    score = nearness(instructions, harmful)
+    hard = sorted(range(len(instructions)), key=lambda i: -score[i])[:n_hard]  # stable: seeded order on ties
+    front = set(hard)
+    return [instructions[i] for i in hard] + [it for i, it in enumerate(instructions) if i not in front]
+
+
 def select(pools: dict[str, list[dict]], cfg: config.OnpolicyConfig, seed: int) -> dict[str, list[dict]]:
     """Which prompts to answer within `max_prompts`, in the proportions the mix needs.
 
@@ -145,8 +176,10 @@ def select(pools: dict[str, list[dict]], cfg: config.OnpolicyConfig, seed: int) 
     n_inst = min(round(n_harmless * cfg.instruction_share), len(ranked["instruction"]))
     n_look = min(n_harmless - n_inst, len(ranked["lookalike"]))
     n_inst = min(n_harmless - n_look, len(ranked["instruction"]))  # the look-alike pool may have run short
-    instructions = (match_forms(ranked["harmful"][:n_harm], ranked["instruction"], n_inst) if cfg.match_forms
-                    else ranked["instruction"][:n_inst])
+    # hard negatives: instructions most like the harmful prompts (the whole harmful pool, not only the
+    # prompts answered) come first, so a share of the quota is spent where refusals would spill over
+    pool = hard_first(ranked["instruction"], pools["harmful"], n_inst, cfg.hard_negative_fraction)
+    instructions = (match_forms(ranked["harmful"][:n_harm], pool, n_inst) if cfg.match_forms else pool[:n_inst])
     return {"harmful": ranked["harmful"][:n_harm], "lookalike": ranked["lookalike"][:n_look],
             "instruction": instructions}
 
@@ -330,6 +363,8 @@ def main(argv=None) -> None:
         "pools": {k: len(v) for k, v in pools.items()},
         "imperative_twins": sum(1 for it in pools["harmful"] if "rewrite" in it["labels"]),
         "answered": dict(sorted(answered.items())),
+        "instructions_by_source": dict(sorted(Counter(it["source"] for it in chosen["instruction"]).items())),
+        "hard_negatives": round(len(chosen["instruction"]) * cfg.hard_negative_fraction),
         "outcomes": dict(sorted(outcomes.items())),
         "sft_compliance_harmful": rate("harmful", "complied"),
         "sft_over_refusal_lookalike": rate("lookalike", "over_refused"),

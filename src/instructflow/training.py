@@ -26,6 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import malloc
 from .lineage import native_bf16
 from .records import write_json
 
@@ -72,7 +73,7 @@ def setup_torch(seed: int, threads: int) -> str:
     torch.set_num_threads(n)
     set_seed(seed, deterministic=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"training: device {device}, {n} torch thread(s)")
+    print(f"training: device {device}, {n} torch thread(s), allocator {malloc.current()}")
     return device
 
 
