@@ -47,10 +47,11 @@ test-fast: install
 lint: install
 	snakemake --lint
 
-bench: install
+bench: install malloc
 	python -m instructflow.bench --out benchmarks/bench.json
 	python -m instructflow.bench_data --out benchmarks/data_scale.json
 	OMP_NUM_THREADS=1 python -m instructflow.bench --batching --out benchmarks/batching.json
+	python -m instructflow.bench --malloc --out benchmarks/malloc.json
 
 # A short bf16 SFT and DPO of SmolLM2 on a CUDA GPU: tokens/s and peak memory (skips without CUDA).
 gpu-check: install

@@ -1,6 +1,10 @@
 """`make bench --batching`: how repeats become the figures (medians, ratios to today's padded batching).
 No timing is asserted: the figures go to benchmarks/batching.json."""
 
+import json
+
+import pytest
+
 from instructflow import bench
 
 
@@ -60,3 +64,19 @@ def test_word_ngrams_bench_compares_sklearn_and_numpy_on_the_same_texts(tmp_path
     assert name.startswith("hashed word 1-2 grams")
     assert row["equal"] is True and row["texts"] == 60 and row["repeats"] == 2
     assert row["sklearn_s"] > 0 and row["numpy_s"] > 0 and row["speedup"] > 0
+
+
+@pytest.mark.slow
+def test_malloc_bench_runs_each_allocator_in_its_own_process_and_compares_the_weights(tmp_path):
+    from instructflow import malloc
+
+    result = bench.malloc_bench(tmp_path / "malloc.json", steps=2, repeats=1, layers=1)
+    assert json.loads((tmp_path / "malloc.json").read_text()) == result
+    assert result["allocators"]["glibc"]["ran_with"] == ["glibc"]
+    assert result["ratio_vs_glibc"]["glibc"] == 1.0 and result["same_weights"] is True
+    lib = malloc.preload()
+    if not lib:
+        assert list(result["allocators"]) == ["glibc"] and "no tcmalloc" in result["note"]
+        pytest.skip("no tcmalloc here: only glibc measured")
+    assert result["allocators"][lib]["ran_with"][0].startswith("libtcmalloc")
+    assert all(len(r["step_s"]) == 2 and r["median_step_s"] > 0 for v in result["runs"].values() for r in v)

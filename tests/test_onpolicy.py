@@ -234,6 +234,12 @@ def test_hard_negatives_take_the_instructions_nearest_the_harmful_prompts():
         assert picked(fraction) == hard + [t for t in seeded if t not in hard][:6 - n_hard], fraction
         assert set(hard) <= set(picked(fraction, match_forms=True)), "match_forms keeps the hard ones in front"
     assert set(nearest[:3]) == set(near)
+    # the look-alike side the same way, with its own share
+    cfg = config.OnpolicyConfig(max_prompts=12, harmless_share=0.5, instruction_share=0.0,
+                                lookalike_hard_negative_fraction=0.5)
+    looks = [it | {"pool": "lookalike"} for it in pool]
+    picked_looks = onpolicy.select({"harmful": harmful * 2, "lookalike": looks, "instruction": []}, cfg, 3)["lookalike"]
+    assert [prompt_of_item(it) for it in picked_looks] == nearest[:3] + [t for t in seeded if t not in nearest[:3]][:3]
 
 
 def prompt_of_item(it):

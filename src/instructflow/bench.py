@@ -64,7 +64,22 @@ def main(argv=None) -> None:
     ap.add_argument("--batching-repeats", type=int, default=3, help="interleaved repeats per variant (median kept)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                     help="batching variants to measure (padded, today's batching, always runs)")
+    ap.add_argument("--malloc", action="store_true",
+                    help="instead: LoRA training steps of a SmolLM2-shaped model under glibc's malloc and under the "
+                         "allocator the Snakefile preloads, in interleaved child processes")
+    ap.add_argument("--malloc-steps", type=int, default=7, help="steps per child (the first 2 are warm-up)")
+    ap.add_argument("--malloc-repeats", type=int, default=2, help="interleaved children per allocator")
+    ap.add_argument("--malloc-layers", type=int, default=SMOLLM2_SHAPE["num_hidden_layers"],
+                    help="decoder layers of the SmolLM2-shaped model (tests use fewer)")
+    ap.add_argument("--malloc-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.malloc_child:
+        print(json.dumps(malloc_child(args.malloc_steps, args.malloc_layers)))
+        return
+    if args.malloc:
+        result = malloc_bench(Path(args.out), args.malloc_steps, args.malloc_repeats, args.malloc_layers)
+        print(json.dumps({k: result[k] for k in ("allocators", "ratio_vs_glibc", "same_weights")}, indent=2))
+        return
     if args.batching:
         variants = ("padded", *[v for v in args.variants if v != "padded"])
         result = batching_bench(Path(args.out), args.batching_steps, args.dolly_steps, args.batching_repeats,
@@ -308,3 +323,74 @@ def sft_auto_batching() -> str:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- allocator (`--malloc`)
+# SmolLM2-135M's shapes (its config.json): the allocator's effect depends on tensor sizes, so the
+# tiny default model would not show it; random weights need no download.
+SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                     num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                     tie_word_embeddings=True, rms_norm_eps=1e-5)
+
+
+def malloc_child(steps: int, layers: int = SMOLLM2_SHAPE["num_hidden_layers"], batch: int = 8,
+                 length: int = 200) -> dict:
+    """One process: LoRA (r 16) steps on a SmolLM2-shaped model, bf16 autocast where the CPU has it
+    natively; the median step time after 2 warm-up steps, the last loss and a hash of the trained weights."""
+    import hashlib
+
+    import torch
+    from peft import get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from . import malloc, training
+    from .lineage import native_bf16
+
+    training.setup_torch(1234, 0)
+    model = LlamaForCausalLM(LlamaConfig(**(SMOLLM2_SHAPE | {"num_hidden_layers": layers})))
+    model = get_peft_model(model, training.lora_config(16, 0.0))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    ids = torch.randint(100, SMOLLM2_SHAPE["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(1))
+    bf16 = native_bf16("cpu")
+    times, loss = [], None
+    for _ in range(steps):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - start)
+    trained = b"".join(p.detach().float().numpy().tobytes() for p in model.parameters() if p.requires_grad)
+    return {"allocator": malloc.current(), "bf16_autocast": bf16, "step_s": [round(t, 3) for t in times],
+            "median_step_s": round(statistics.median(times[2:] or times), 3), "loss": loss.item(),
+            "weights_sha256": hashlib.sha256(trained).hexdigest()}
+
+
+def malloc_bench(out: Path, steps: int, repeats: int, layers: int = SMOLLM2_SHAPE["num_hidden_layers"]) -> dict:
+    """glibc against the preloaded allocator, children interleaved (glibc, other, glibc, other, ...)."""
+    from . import malloc
+
+    lib = malloc.preload()
+    variants = {"glibc": ""} | ({lib: lib} if lib else {})
+    runs: dict[str, list[dict]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, preload in variants.items():
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | ({"LD_PRELOAD": preload} if preload else {})
+            child = subprocess.run([sys.executable, "-m", "instructflow.bench", "--malloc-child",
+                                    "--malloc-steps", str(steps), "--malloc-layers", str(layers)], env=env, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(child.stdout.strip().splitlines()[-1]))
+    medians = {k: statistics.median(r["median_step_s"] for r in v) for k, v in runs.items()}
+    result = {
+        "what": f"LoRA r 16 training steps, SmolLM2-135M shapes ({layers} layers, random weights), 8 x 200 tokens, AdamW, "
+                "one child process per run, interleaved; median step after 2 warm-up steps",
+        "allocators": {k: {"median_step_s": round(v, 3), "ran_with": sorted({r["allocator"] for r in runs[k]})}
+                       for k, v in medians.items()},
+        "ratio_vs_glibc": {k: round(medians["glibc"] / v, 2) for k, v in medians.items()},
+        "same_weights": len({r["weights_sha256"] for v in runs.values() for r in v}) == 1,
+        "note": "" if lib else "no tcmalloc on this machine (Debian: libtcmalloc-minimal4): glibc only",
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result

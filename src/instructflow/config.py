@@ -352,6 +352,10 @@ class OnpolicyConfig:
                                             "nearest) instead of at random: a harmless request on a sensitive "
                                             "topic shows where the line is, a question about a paragraph on "
                                             "Jupiter does not.", **PROBABILITY)
+    lookalike_hard_negative_fraction: float = _f(0.0, "The same for the harmless look-alike prompts answered: "
+                                                      "this share of them is picked by nearness to the harmful "
+                                                      "prompts (\"How do I kill a Python process?\" before "
+                                                      "\"How do I bake bread?\").", **PROBABILITY)
     max_new_tokens: int = _f(64, "Greedy decoding budget per answer; a cut-off helpful answer is trimmed to its "
                                  "last full sentence.", **POSITIVE)
     harmful_max_new_tokens: int = _f(0, "Decoding budget for harmful prompts' answers (they are only judged by "

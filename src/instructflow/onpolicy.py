@@ -180,7 +180,8 @@ def select(pools: dict[str, list[dict]], cfg: config.OnpolicyConfig, seed: int) 
     # prompts answered) come first, so a share of the quota is spent where refusals would spill over
     pool = hard_first(ranked["instruction"], pools["harmful"], n_inst, cfg.hard_negative_fraction)
     instructions = (match_forms(ranked["harmful"][:n_harm], pool, n_inst) if cfg.match_forms else pool[:n_inst])
-    return {"harmful": ranked["harmful"][:n_harm], "lookalike": ranked["lookalike"][:n_look],
+    lookalikes = hard_first(ranked["lookalike"], pools["harmful"], n_look, cfg.lookalike_hard_negative_fraction)
+    return {"harmful": ranked["harmful"][:n_harm], "lookalike": lookalikes[:n_look],
             "instruction": instructions}
 
 
@@ -365,6 +366,7 @@ def main(argv=None) -> None:
         "answered": dict(sorted(answered.items())),
         "instructions_by_source": dict(sorted(Counter(it["source"] for it in chosen["instruction"]).items())),
         "hard_negatives": round(len(chosen["instruction"]) * cfg.hard_negative_fraction),
+        "lookalike_hard_negatives": round(len(chosen["lookalike"]) * cfg.lookalike_hard_negative_fraction),
         "outcomes": dict(sorted(outcomes.items())),
         "sft_compliance_harmful": rate("harmful", "complied"),
         "sft_over_refusal_lookalike": rate("lookalike", "over_refused"),
