@@ -26,8 +26,8 @@ test: install malloc browser
 	pytest -q
 
 # tcmalloc (Debian's libtcmalloc-minimal4), which the Snakefile preloads for every stage:
-# training steps ran 1.6x faster than under glibc's malloc on a 2-core CPU, with the same
-# bytes (src/instructflow/malloc.py). Best effort, as chromium: without it glibc's is used.
+# training steps ran 1.1-1.2x faster than under glibc's malloc on a 2-core CPU (make bench),
+# with the same bytes (src/instructflow/malloc.py). Best effort, as chromium: without it glibc's is used.
 malloc:
 	@python3 -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('tcmalloc_minimal'))" || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

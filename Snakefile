@@ -26,7 +26,7 @@ USER_SOURCES = [s["path"] for s in config["ingest"]["sources"]]
 # project itself (locally the .venv has both, and src/ is what it installed, editable).
 # (Braces doubled twice: once for .format below, once for Snakemake; the shell runs with -u.)
 # Every stage runs with tcmalloc where the system has it (src/instructflow/malloc.py: training
-# steps 1.6x faster on a 2-core CPU, the same bytes); INSTRUCTFLOW_MALLOC=system keeps glibc's.
+# steps 1.1-1.2x faster on a 2-core CPU, the same bytes); INSTRUCTFLOW_MALLOC=system keeps glibc's.
 PRELOAD = malloc.preload()
 STAGE = ((f"LD_PRELOAD={PRELOAD}${{{{{{{{LD_PRELOAD:+:$LD_PRELOAD}}}}}}}} " if PRELOAD else "")
          + "PYTHONPATH=src${{{{PYTHONPATH:+:$PYTHONPATH}}}} python -m instructflow.{} 2>&1 | tee {{log}}")

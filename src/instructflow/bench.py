@@ -321,10 +321,6 @@ def sft_auto_batching() -> str:
     return sft.effective_batching(config.SFTConfig(), "cuda" if torch.cuda.is_available() else "cpu")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --------------------------------------------------------------------------- allocator (`--malloc`)
 # SmolLM2-135M's shapes (its config.json): the allocator's effect depends on tensor sizes, so the
 # tiny default model would not show it; random weights need no download.
@@ -334,7 +330,7 @@ SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, 
 
 
 def malloc_child(steps: int, layers: int = SMOLLM2_SHAPE["num_hidden_layers"], batch: int = 8,
-                 length: int = 200) -> dict:
+                 length: int = 200, reply: int = 48) -> dict:
     """One process: LoRA (r 16) steps on a SmolLM2-shaped model, bf16 autocast where the CPU has it
     natively; the median step time after 2 warm-up steps, the last loss and a hash of the trained weights."""
     import hashlib
@@ -349,6 +345,7 @@ def malloc_child(steps: int, layers: int = SMOLLM2_SHAPE["num_hidden_layers"], b
     training.setup_torch(1234, 0)
     model = LlamaForCausalLM(LlamaConfig(**(SMOLLM2_SHAPE | {"num_hidden_layers": layers})))
     model = get_peft_model(model, training.lora_config(16, 0.0))
+    causal = model.base_model.model  # the LlamaForCausalLM under the adapters
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     ids = torch.randint(100, SMOLLM2_SHAPE["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(1))
     bf16 = native_bf16("cpu")
@@ -356,7 +353,12 @@ def malloc_child(steps: int, layers: int = SMOLLM2_SHAPE["num_hidden_layers"], b
     for _ in range(steps):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=ids, labels=ids).loss
+            # as the stages' fused LM head (`lm_head: supervised`): the decoder on every position, the
+            # vocab-wide projection only on the reply's (the last `reply` tokens of each row)
+            hidden = causal.model(input_ids=ids).last_hidden_state[:, -reply - 1:-1]
+            logits = causal.lm_head(hidden).float()
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                     ids[:, -reply:].reshape(-1))
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -378,11 +380,14 @@ def malloc_bench(out: Path, steps: int, repeats: int, layers: int = SMOLLM2_SHAP
         for name, preload in variants.items():
             env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | ({"LD_PRELOAD": preload} if preload else {})
             child = subprocess.run([sys.executable, "-m", "instructflow.bench", "--malloc-child",
-                                    "--malloc-steps", str(steps), "--malloc-layers", str(layers)], env=env, capture_output=True, text=True, check=True)
+                                    "--malloc-steps", str(steps), "--malloc-layers", str(layers)], env=env, capture_output=True, text=True)
+            if child.returncode:  # say why: a bare CalledProcessError hides the child's traceback
+                raise RuntimeError(f"malloc bench child ({name}) exited {child.returncode}:\n{child.stderr[-3000:]}")
             runs[name].append(json.loads(child.stdout.strip().splitlines()[-1]))
     medians = {k: statistics.median(r["median_step_s"] for r in v) for k, v in runs.items()}
     result = {
-        "what": f"LoRA r 16 training steps, SmolLM2-135M shapes ({layers} layers, random weights), 8 x 200 tokens, AdamW, "
+        "what": f"LoRA r 16 training steps, SmolLM2-135M shapes ({layers} layers, random weights), 8 x 200 tokens "
+                f"(the LM head on the last 48 of each), AdamW, "
                 "one child process per run, interleaved; median step after 2 warm-up steps",
         "allocators": {k: {"median_step_s": round(v, 3), "ran_with": sorted({r["allocator"] for r in runs[k]})}
                        for k, v in medians.items()},
@@ -394,3 +399,7 @@ def malloc_bench(out: Path, steps: int, repeats: int, layers: int = SMOLLM2_SHAP
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+if __name__ == "__main__":
+    main()

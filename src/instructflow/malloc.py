@@ -2,10 +2,12 @@
 
 glibc's malloc returns every large block (over 32 MB, and freed tops of the heap) to the kernel,
 so a training step that allocates and frees the same activations each time pays for faulting
-fresh pages in again: on a 2-core EPYC with AVX512-BF16 one LoRA step of SmolLM2-135M (8 x 200
-tokens, bf16 autocast) took a median 6.2-6.7 s under glibc and 3.9 s under tcmalloc, which keeps
-the pages (README, "Real models"). The bytes trained are the same (same loss and weights to the
-bit, measured). Generation gained nothing measurable.
+fresh pages in again: on a 2-core EPYC with AVX512-BF16 one LoRA step of SmolLM2-135M's shapes
+(8 x 200 tokens, bf16 autocast, the LM head on the reply's tokens as the stages train) took a
+median 5.4 s under glibc and 4.8 s under tcmalloc, which keeps the pages (1.13x; 1.6-1.7x with
+the head on every position: README, "The memory allocator", `make bench`). The bytes trained are
+the same (same loss and weights to the bit, checked by every bench run). Generation gained nothing
+measurable.
 
 `INSTRUCTFLOW_MALLOC`: `auto` (default) preloads tcmalloc where the system has it (Debian:
 libtcmalloc-minimal4, which `make install` adds where it may use apt-get), `system` keeps
