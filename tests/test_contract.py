@@ -177,3 +177,25 @@ def test_code_deps_are_exactly_the_modules_a_stage_runs(dvc_stages):
         missing = sorted(f for f in needed if not _under(f, declared))
         unused = sorted(d for d in declared if not any(_under(f, [d]) for f in needed))
         assert not missing and not unused, f"{name}: missing deps {missing}, unused deps {unused}"
+
+
+
+def _late_main_guards(source: str) -> list[int]:
+    """Line numbers of `if __name__ == "__main__":` blocks that are not a module's last statement."""
+    import ast
+
+    body = ast.parse(source).body
+    return [node.lineno for node in body[:-1]
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in node.test.comparators)]
+
+
+def test_main_guards_come_after_everything_a_module_defines():
+    """`python -m instructflow.X` runs the guard where it stands: a definition below it does not
+    exist yet when main() runs (bench.py's `--malloc-child` died on a NameError that way in CI)."""
+    assert _late_main_guards("def main(): pass\nif __name__ == '__main__':\n    main()\nX = 1\n") == [2]
+    assert _late_main_guards("X = 1\ndef main(): pass\nif __name__ == '__main__':\n    main()\n") == []
+    late = {str(path.relative_to(ROOT)): lines for path in sorted((ROOT / "src" / "instructflow").rglob("*.py"))
+            if (lines := _late_main_guards(path.read_text()))}
+    assert not late, f"__main__ guard before later top-level code: {late}"
