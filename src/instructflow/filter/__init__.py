@@ -158,11 +158,15 @@ def text_of(messages: list[dict]) -> str:
     return "\n".join(m.get("content", "") for m in messages if m.get("role") in ("user", "assistant"))
 
 
-def redact_messages(messages: list[dict], types: tuple[str, ...]) -> tuple[list[dict], Counter]:
+def redact_messages(messages: list[dict], types: tuple[str, ...], names: pii.Names | None = None
+                    ) -> tuple[list[dict], Counter]:
     found: Counter = Counter()
     out = []
-    for m in messages:
-        spans = pii.detect(m.get("content", ""), types) if pii.may_contain(m.get("content", "")) else []
+    contents = [m.get("content", "") for m in messages]
+    # NER reads every turn (a name needs no cue); the patterns only those the pre-check lets through
+    extra = names.persons(contents) if names is not None and "person" in types else [[] for _ in messages]
+    for m, content, ner in zip(messages, contents, extra):
+        spans = pii.detect(content, types, ner) if ner or pii.may_contain(content) else []
         found.update(s.type for s in spans)
         out.append({**m, "content": pii.redact(m["content"], spans)} if spans else m)
     return out, found
@@ -218,7 +222,7 @@ def batch_sft(task) -> dict:
     for ex, js in zip(batch, judged):
         hits = Counter()
         if not any(why for _, _, why in js) and pii_types and cfg.pii_action != "keep":
-            msgs, hits = redact_messages(ex["messages"], pii_types)
+            msgs, hits = redact_messages(ex["messages"], pii_types, _STATE.get("names"))
             kept.append(dumps({**ex, "messages": msgs} if hits else ex) + "\n")
         else:
             kept.append(dumps(ex) + "\n")
@@ -242,7 +246,8 @@ def batch_pairs(task) -> dict:
     for pair in batch:
         hits = Counter()
         if cfg.pii_action != "keep":
-            turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types)
+            turns, hits = redact_messages(pair["prompt"] + pair["chosen"] + pair["rejected"], pii_types,
+                                          _STATE.get("names"))
             if hits and cfg.pii_action != "remove":
                 n, c = len(pair["prompt"]), len(pair["chosen"])
                 pair = {**pair, "prompt": turns[:n], "chosen": turns[n:n + c], "rejected": turns[n + c:]}
@@ -263,7 +268,7 @@ def batch_prompts(task) -> dict:
     for p in batch:
         hits = Counter()
         if cfg.pii_action != "keep":
-            turns, hits = redact_messages(p["prompt"], pii_types)
+            turns, hits = redact_messages(p["prompt"], pii_types, _STATE.get("names"))
             if hits and cfg.pii_action != "remove":
                 p = {**p, "prompt": turns}
         kept.append(dumps(p) + "\n")
@@ -288,6 +293,7 @@ def main(argv=None) -> None:
           if cfg.keywords else None)
     judge = Judge(det, cfg.threshold, cfg.score_reply_alone, kw)
     pii_types = tuple(cfg.pii_types)
+    names = pii.Names(cfg.pii_ner_model) if cfg.pii_ner and "person" in pii_types and cfg.pii_action != "keep" else None
 
     # ---- evaluation prompts: guarded, never filtered
     evals = list(read_jsonl(src / "eval.jsonl"))
@@ -301,7 +307,7 @@ def main(argv=None) -> None:
     n_evals = len(evals)
     del evals
     # The workers fork now, before this process first runs rensa (its thread pool would not survive a fork).
-    _STATE.update(judge=judge, index=index, cfg=cfg, pii_types=pii_types,
+    _STATE.update(judge=judge, index=index, cfg=cfg, pii_types=pii_types, names=names,
                   sig={"shingle": cfg.dedup_shingle, "num_perm": cfg.dedup_num_perm, "num_bands": cfg.dedup_num_bands,
                        "seed": seed, "near": cfg.near_dedup},
                   seeds={"items": list(eval_items.values()), "prompts": list(eval_prompts.values())})
@@ -471,6 +477,7 @@ def main(argv=None) -> None:
         "flagged_turns": dict(sorted(flagged_turns.items())),
         "harmful_requests_kept": harmful_requests_kept,
         f"pii_{'redacted' if cfg.pii_action == 'redact' else 'found'}": dict(sorted(pii_found.items())),
+        **({"pii_ner": names.version} if names is not None else {}),
         "detector": {"threshold": judge.threshold, "backend": det.features.backend},
         "lineage": lineage.stamp("filter", [src, Path(args.detector)], cfg, seed),
     }

