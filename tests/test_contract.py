@@ -179,7 +179,6 @@ def test_code_deps_are_exactly_the_modules_a_stage_runs(dvc_stages):
         assert not missing and not unused, f"{name}: missing deps {missing}, unused deps {unused}"
 
 
-
 def _late_main_guards(source: str) -> list[int]:
     """Line numbers of `if __name__ == "__main__":` blocks that are not a module's last statement."""
     import ast

@@ -329,8 +329,11 @@ SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, 
                      tie_word_embeddings=True, rms_norm_eps=1e-5)
 
 
+MALLOC_REPLY = 48  # tokens per row the LM head is applied to, as a reply of the stages' SFT data
+
+
 def malloc_child(steps: int, layers: int = SMOLLM2_SHAPE["num_hidden_layers"], batch: int = 8,
-                 length: int = 200, reply: int = 48) -> dict:
+                 length: int = 200, reply: int = MALLOC_REPLY) -> dict:
     """One process: LoRA (r 16) steps on a SmolLM2-shaped model, bf16 autocast where the CPU has it
     natively; the median step time after 2 warm-up steps, the last loss and a hash of the trained weights."""
     import hashlib
@@ -387,7 +390,7 @@ def malloc_bench(out: Path, steps: int, repeats: int, layers: int = SMOLLM2_SHAP
     medians = {k: statistics.median(r["median_step_s"] for r in v) for k, v in runs.items()}
     result = {
         "what": f"LoRA r 16 training steps, SmolLM2-135M shapes ({layers} layers, random weights), 8 x 200 tokens "
-                f"(the LM head on the last 48 of each), AdamW, "
+                f"(the LM head on the last {MALLOC_REPLY} of each), AdamW, "
                 "one child process per run, interleaved; median step after 2 warm-up steps",
         "allocators": {k: {"median_step_s": round(v, 3), "ran_with": sorted({r["allocator"] for r in runs[k]})}
                        for k, v in medians.items()},

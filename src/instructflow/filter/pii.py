@@ -186,8 +186,8 @@ def detect(text: str, types: tuple[str, ...] = ENTITY_TYPES, extra: list[Span] =
     # Resolve overlaps: keep the longest span (a card number is not also a phone number).
     found.sort(key=lambda s: (s.start, -(s.end - s.start)))
     out: list[Span] = []
-    ner = sorted((s for s in extra if s.type in want), key=lambda s: (s.start, -(s.end - s.start)))
-    for s in [*sorted(found, key=lambda s: -(s.end - s.start)), *sorted(ner, key=lambda s: -(s.end - s.start))]:
+    longest = lambda spans: sorted(spans, key=lambda s: -(s.end - s.start))  # noqa: E731
+    for s in [*longest(found), *longest(s for s in extra if s.type in want)]:
         if all(s.end <= o.start or s.start >= o.end for o in out):
             out.append(s)
     return sorted(out, key=lambda s: s.start)
